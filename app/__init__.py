@@ -1,0 +1,3 @@
+"""Meridian Terminal core: plain Python and asyncio. Never imports Qt."""
+
+__version__ = "0.1.0"

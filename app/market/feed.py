@@ -1,0 +1,123 @@
+"""Keeps a venue's live stream flowing onto the bus, whatever the network does.
+
+`venue.watch()` events become bus events (`Ticker` -> `price.updated`,
+conflated per symbol; `Trade` -> `market.trade`, never dropped). The feed
+reconnects forever with capped exponential backoff and full jitter, and a
+watchdog marks the feed stale when no event arrives for `stale_after` seconds,
+so the window can say that prices are old instead of showing them as live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from app.bus import EventBus
+from app.domain import Ticker, Trade
+from app.venues.base import Venue, VenueError
+
+log = logging.getLogger(__name__)
+
+TOPIC_PRICE = "price.updated"
+TOPIC_TRADE = "market.trade"
+TOPIC_CONNECTION = "connection.state"
+
+
+class ConnectionState(enum.StrEnum):
+    CONNECTING = "connecting"
+    LIVE = "live"
+    STALE = "stale"
+    RECONNECTING = "reconnecting"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionStatus:
+    venue: str
+    state: ConnectionState
+    detail: str = ""
+    ts: float = 0.0
+
+
+class MarketFeed:
+    def __init__(
+        self,
+        bus: EventBus,
+        venue: Venue,
+        symbols: Sequence[str],
+        *,
+        stale_after: float = 10.0,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+    ) -> None:
+        self.bus = bus
+        self.venue = venue
+        self.symbols = list(symbols)
+        self.stale_after = stale_after
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.state = ConnectionState.STOPPED
+        self.last_event_at = 0.0  # monotonic
+        self.events = 0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _set(self, state: ConnectionState, detail: str = "") -> None:
+        if state is self.state and not detail:
+            return
+        self.state = state
+        self.bus.publish(TOPIC_CONNECTION, ConnectionStatus(self.venue.name, state, detail, time.time()))
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._pump(), name=f"feed-{self.venue.name}"),
+            loop.create_task(self._watchdog(), name=f"feed-watchdog-{self.venue.name}"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        self._tasks = []
+        self._set(ConnectionState.STOPPED)
+
+    async def _pump(self) -> None:
+        attempt = 0
+        publish = self.bus.publish
+        while True:
+            self._set(ConnectionState.CONNECTING if attempt == 0 else ConnectionState.RECONNECTING)
+            try:
+                async for event in self.venue.watch(self.symbols):
+                    self.last_event_at = time.monotonic()
+                    self.events += 1
+                    if self.state is not ConnectionState.LIVE:
+                        self._set(ConnectionState.LIVE)
+                        attempt = 0
+                    if isinstance(event, Trade):
+                        publish(TOPIC_TRADE, event)
+                    elif isinstance(event, Ticker):
+                        publish(TOPIC_PRICE, event)
+                raise VenueError("the stream ended")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any failure of the stream: keep trying, never give up
+                attempt += 1
+                delay = random.uniform(0, min(self.backoff_cap, self.backoff_base * 2**attempt))
+                log.warning("%s stream failed (%s); reconnecting in %.1f s", self.venue.name, exc, delay)
+                self._set(ConnectionState.RECONNECTING, f"{exc}; retrying in {delay:.0f} s")
+                await asyncio.sleep(delay)
+
+    async def _watchdog(self) -> None:
+        while True:
+            await asyncio.sleep(min(1.0, self.stale_after / 4))
+            if self.state is ConnectionState.LIVE and time.monotonic() - self.last_event_at > self.stale_after:
+                self._set(ConnectionState.STALE, f"no price for {self.stale_after:.0f} s")

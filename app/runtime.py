@@ -1,0 +1,121 @@
+"""The composition root: builds every service from settings.
+
+The window, headless commands and tests all start the application through
+`Runtime`, so they run the same wiring. Nothing here imports Qt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from app.bus import EventBus
+from app.market.candles import CandleSeries, CandleStore
+from app.market.feed import TOPIC_CONNECTION, TOPIC_PRICE, TOPIC_TRADE, MarketFeed
+from app.market.state import MarketState
+from app.paths import AppPaths
+from app.settings import SimSettings, Settings
+from app.store import Store, UiStateRepo
+from app.venues import factory
+from app.venues.base import Venue
+from app.venues.sim import SimConfig
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "meridian.sqlite3"
+
+
+def sim_config(s: SimSettings) -> SimConfig:
+    return SimConfig(
+        seed=s.seed,
+        tick_interval_ms=s.tick_interval_ms,
+        history_days=s.history_days,
+        replay_file=Path(s.replay_file).expanduser() if s.replay_file else None,
+        replay_symbol=s.replay_symbol,
+        replay_speed=s.replay_speed,
+    )
+
+
+class Runtime:
+    """Every service of one running application."""
+
+    def __init__(self, settings: Settings, paths: AppPaths, *, venue: Venue | None = None, venue_name: str | None = None) -> None:
+        self.settings = settings
+        self.paths = paths
+        self.bus = EventBus()
+        self.candles = CandleStore()
+        self.state = MarketState()
+        name = venue_name or settings.venue
+        self.venue: Venue = venue or factory.create(name, sim_config(settings.sim) if name == "sim" else None)
+        self.store: Store | None = None
+        self.ui_state: UiStateRepo | None = None
+        self.markets: dict = {}
+        self.watchlist: list[str] = []
+        self.notices: list[str] = []  # sentences for the user: settings problems, symbols not listed
+        self.feed: MarketFeed | None = None
+        self._chart_loads: dict[str, asyncio.Future[CandleSeries]] = {}
+        self._started = False
+
+    def open_store(self) -> None:
+        """Open the SQLite file. Start-up path, before the window shows: small and bounded."""
+        self.paths.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store.open(self.paths.data_dir / DB_NAME)
+        self.ui_state = UiStateRepo(self.store)
+
+    async def start(self, *, stream: bool = True) -> None:
+        """Load markets, seed the watchlist with current tickers and start the live feed."""
+        bus = self.bus
+        bus.subscribe(TOPIC_PRICE, self.state.on_price)
+        bus.subscribe(TOPIC_CONNECTION, self.state.on_connection)
+        bus.subscribe(TOPIC_TRADE, self.candles.on_trade)
+        await bus.start()
+        self.markets = await self.venue.load_markets()
+        wanted = self.settings.watchlist.symbols
+        self.watchlist = [s for s in wanted if s in self.markets]
+        missing = [s for s in wanted if s not in self.markets]
+        if missing:
+            self.notices.append(
+                f"{self.venue.name} does not list {', '.join(missing)}; "
+                "they are left out of the watchlist. Edit [watchlist] symbols in your settings to change it."
+            )
+        if not self.watchlist:
+            self.watchlist = list(self.markets)
+        # Show prices at once, before the first streamed tick arrives.
+        for ticker in (await self.venue.fetch_tickers(self.watchlist)).values():
+            bus.publish(TOPIC_PRICE, ticker)
+        if stream:
+            self.feed = MarketFeed(bus, self.venue, self.watchlist)
+            await self.feed.start()
+        self._started = True
+
+    async def load_chart(self, symbol: str, timeframe: str) -> CandleSeries:
+        """History for the chart: the base timeframe is fetched once per symbol, others are aggregated."""
+        base = self.candles.base_timeframe
+        if self.candles.series(symbol, base) is None:
+            pending = self._chart_loads.get(symbol)
+            if pending is None:
+                pending = asyncio.ensure_future(self._fetch_base(symbol))
+                self._chart_loads[symbol] = pending
+            try:
+                await asyncio.shield(pending)
+            finally:
+                self._chart_loads.pop(symbol, None)
+        series = self.candles.ensure(symbol, timeframe)
+        assert series is not None
+        return series
+
+    async def _fetch_base(self, symbol: str) -> CandleSeries:
+        fetch = getattr(self.venue, "fetch_ohlcv_arrays", None)
+        base = self.candles.base_timeframe
+        data = await fetch(symbol, base) if fetch else await self.venue.fetch_ohlcv(symbol, base)
+        return self.candles.load_history(symbol, base, data)
+
+    async def stop(self) -> None:
+        if self.feed is not None:
+            await self.feed.stop()
+        await self.venue.close()
+        await self.bus.stop(drain=True)
+        if self.store is not None:
+            await asyncio.to_thread(self.store.close)
+            self.store = None

@@ -1,0 +1,561 @@
+"""User settings: one TOML file in the user config dir, validated as a whole.
+
+Never a secret here: API keys live in the operating system's keyring
+(`app.secrets`).
+
+Every setting is declared once, next to its default, with a `Rule` that checks
+the value, normalises it and describes what is allowed; tables are dataclasses
+declared with `table()`. Loading walks that schema generically, so adding a
+table (venues, notify, risk) is a dataclass plus one line in `Settings`.
+
+Decisions others rely on:
+- A file with any problem is rejected as a whole and defaults are used:
+  half-applied trading settings are dangerous. Every problem is reported, not
+  just the first, and the file is moved aside (never overwritten or deleted).
+- Unknown keys are errors: a misspelt risk limit silently ignored would be
+  worse than a refused file.
+- Missing keys and tables take their defaults, so a file may hold only what
+  the user changed.
+- Watchlist symbols are upper-cased and de-duplicated keeping the first
+  occurrence: a duplicate is harmless, so it does not reject the whole file.
+- A relative `sim.replay_file` is relative to the settings file's folder; it is
+  stored as an absolute path after loading.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import math
+import os
+import re
+import tempfile
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from app.domain import TIMEFRAMES, split_symbol
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- rules
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """One problem with one value, to be completed into a sentence with its key."""
+
+    allowed: str
+    found: object
+    where: str = ""  # after the key, e.g. " (entry 3)"
+    note: str = ""  # after the value, e.g. " (no such file)"
+
+    def sentence(self, key: str) -> str:
+        return f"{key}{self.where} must be {self.allowed}; found {_show(self.found)}{self.note}."
+
+
+class Invalid(Exception):
+    def __init__(self, *issues: Issue) -> None:
+        super().__init__(*issues)
+        self.issues = issues
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    base_dir: Path  # the settings file's folder: relative paths in the file start there
+
+
+class Rule:
+    """How one setting is checked, normalised and described.
+
+    `allowed` completes the sentence "KEY must be ..."; `parse` returns the
+    normalised value or raises `Invalid`; `dump` turns a value back into TOML data.
+    """
+
+    @property
+    def allowed(self) -> str:
+        raise NotImplementedError
+
+    def parse(self, value: object, ctx: Context) -> Any:
+        raise NotImplementedError
+
+    def dump(self, value: Any) -> object:
+        return value
+
+    def fail(self, value: object, note: str = "") -> Invalid:
+        return Invalid(Issue(self.allowed, value, note=note))
+
+
+@dataclass(frozen=True, slots=True)
+class WholeNumber(Rule):
+    min: int
+    max: int | None = None
+    unit: str = ""
+
+    @property
+    def allowed(self) -> str:
+        text = f"a whole number from {self.min} to {self.max}" if self.max is not None else f"a whole number of {self.min} or more"
+        return f"{text} ({self.unit})" if self.unit else text
+
+    def parse(self, value: object, ctx: Context) -> int:
+        # bool is an int subclass in Python, but `true` is never a count.
+        if type(value) is not int or value < self.min or (self.max is not None and value > self.max):
+            raise self.fail(value)
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Number(Rule):
+    above: float | None = None  # exclusive lower bound
+    at_most: float | None = None  # inclusive upper bound
+    unit: str = ""
+
+    @property
+    def allowed(self) -> str:
+        bounds = []
+        if self.above is not None:
+            bounds.append(f"greater than {_num(self.above)}")
+        if self.at_most is not None:
+            bounds.append(f"at most {_num(self.at_most)}")
+        text = "a number " + " and ".join(bounds) if bounds else "a number"
+        return f"{text} ({self.unit})" if self.unit else text
+
+    def parse(self, value: object, ctx: Context) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise self.fail(value)
+        if (self.above is not None and value <= self.above) or (self.at_most is not None and value > self.at_most):
+            raise self.fail(value)
+        return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Choice(Rule):
+    options: tuple[str, ...]
+
+    @property
+    def allowed(self) -> str:
+        return "one of " + ", ".join(f"'{o}'" for o in self.options)
+
+    def parse(self, value: object, ctx: Context) -> str:
+        if not isinstance(value, str) or value not in self.options:
+            raise self.fail(value)
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Flag(Rule):
+    @property
+    def allowed(self) -> str:
+        return "true or false"
+
+    def parse(self, value: object, ctx: Context) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(value)
+        return value
+
+
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+@dataclass(frozen=True, slots=True)
+class Name(Rule):
+    """An identifier such as a venue id; normalised to lower case."""
+
+    example: str
+
+    @property
+    def allowed(self) -> str:
+        return f"a name such as '{self.example}' (letters, digits and underscores, starting with a letter)"
+
+    def parse(self, value: object, ctx: Context) -> str:
+        if not isinstance(value, str) or not _NAME.fullmatch(value.strip().lower()):
+            raise self.fail(value)
+        return value.strip().lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Symbol(Rule):
+    @property
+    def allowed(self) -> str:
+        return "a symbol written as BASE/QUOTE, for example 'BTC/USDT'"
+
+    def parse(self, value: object, ctx: Context) -> str:
+        if not isinstance(value, str):
+            raise self.fail(value)
+        symbol = value.strip().upper()
+        try:
+            base, quote = split_symbol(symbol)
+        except ValueError:
+            raise self.fail(value) from None
+        if any(ch.isspace() for ch in base + quote):
+            raise self.fail(value)
+        return symbol
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolList(Rule):
+    @property
+    def allowed(self) -> str:
+        return "a list of one or more symbols written as BASE/QUOTE, for example [\"BTC/USDT\", \"ETH/USDT\"]"
+
+    def parse(self, value: object, ctx: Context) -> tuple[str, ...]:
+        if not isinstance(value, list) or not value:
+            raise self.fail(value)
+        item_rule = Symbol()
+        issues: list[Issue] = []
+        symbols: dict[str, None] = {}  # an ordered set: duplicates keep their first place
+        for i, item in enumerate(value, start=1):
+            try:
+                symbols.setdefault(item_rule.parse(item, ctx))
+            except Invalid as err:
+                issues.extend(Issue(x.allowed, x.found, where=f" (entry {i})", note=x.note) for x in err.issues)
+        if issues:
+            raise Invalid(*issues)
+        return tuple(symbols)
+
+    def dump(self, value: Any) -> object:
+        return list(value)
+
+
+@dataclass(frozen=True, slots=True)
+class OptionalFile(Rule):
+    """A path to an existing file, or "" for none; normalised to an absolute path."""
+
+    what: str
+    empty_means: str
+
+    @property
+    def allowed(self) -> str:
+        return f"the path of an existing {self.what}, or \"\" {self.empty_means}"
+
+    def parse(self, value: object, ctx: Context) -> str:
+        if not isinstance(value, str):
+            raise self.fail(value)
+        if value == "":
+            return ""
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            path = ctx.base_dir / path
+        path = path.absolute()
+        shown = "" if str(path) == value else f": {path}"
+        if path.is_dir():
+            raise self.fail(value, f" (that is a folder{shown})")
+        if not path.is_file():
+            raise self.fail(value, f" (no such file{shown})")
+        return str(path)
+
+
+def setting(default: Any, rule: Rule, help: str) -> Any:
+    """Declare one setting: its default, its rule and a line of help for the file's comments."""
+    return field(default=default, metadata={"rule": rule, "help": help})
+
+
+def table(cls: type, help: str = "") -> Any:
+    """Declare a nested table (a dataclass of settings)."""
+    return field(default_factory=cls, metadata={"table": cls, "help": help})
+
+
+# --------------------------------------------------------------------------- the settings
+
+DEFAULT_SYMBOLS: tuple[str, ...] = (
+    "BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT", "XRP/USDT",
+    "ADA/USDT", "DOGE/USDT", "AVAX/USDT", "LINK/USDT", "DOT/USDT",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class WatchlistSettings:
+    symbols: tuple[str, ...] = setting(DEFAULT_SYMBOLS, SymbolList(), "the symbols in the watchlist, in order")
+
+
+@dataclass(frozen=True, slots=True)
+class SimSettings:
+    seed: int = setting(7, WholeNumber(0), "the same seed gives the same market")
+    tick_interval_ms: int = setting(250, WholeNumber(20, 10000, "milliseconds"), "how often each symbol ticks")
+    history_days: int = setting(5, WholeNumber(1, 30, "days"), "1m history generated at start")
+    replay_file: str = setting(
+        "",
+        OptionalFile("JSON candle file ([[ms, open, high, low, close, volume], ...])", "to use the stochastic model"),
+        "candles to replay instead of the stochastic model",
+    )
+    replay_symbol: str = setting("BTC/USDT", Symbol(), "the symbol the replayed candles are shown as")
+    replay_speed: float = setting(
+        60.0, Number(above=0, at_most=100000, unit="market seconds per wall-clock second"), "how fast replay_file plays"
+    )
+
+    @property
+    def replay_path(self) -> Path | None:
+        return Path(self.replay_file) if self.replay_file else None
+
+
+@dataclass(frozen=True, slots=True)
+class UiSettings:
+    timeframe: str = setting("1m", Choice(tuple(TIMEFRAMES)), "the chart timeframe")
+    refresh_hz: int = setting(30, WholeNumber(1, 60, "times per second"), "how often tables and charts repaint")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    venue: str = setting("sim", Name("sim"), "the venue the window opens on")
+    watchlist: WatchlistSettings = table(WatchlistSettings)
+    sim: SimSettings = table(SimSettings, "the simulated market")
+    ui: UiSettings = table(UiSettings)
+
+
+class SettingsError(ValueError):
+    """Settings data that does not pass validation; `problems` holds every sentence."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__(" ".join(problems))
+        self.problems = list(problems)
+
+
+@dataclass(frozen=True)
+class SettingsLoad:
+    settings: Settings
+    problems: list[str]  # sentences for the user; empty when the file was fine or missing
+    kept_aside: Path | None  # where a rejected file was moved
+
+
+# --------------------------------------------------------------------------- dict <-> dataclasses
+
+
+def settings_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None) -> Settings:
+    """Validate parsed TOML data; raises `SettingsError` listing every problem."""
+    problems: list[str] = []
+    ctx = Context(base_dir=Path(base_dir) if base_dir is not None else Path.cwd())
+    settings = _parse_table(Settings, data, "", ctx, problems)
+    if problems:
+        raise SettingsError(problems)
+    return settings
+
+
+def settings_to_dict(settings: Any) -> dict[str, Any]:
+    """Plain TOML-ready data (lists, not tuples) for `Settings` or any settings table."""
+    out: dict[str, Any] = {}
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        out[f.name] = settings_to_dict(value) if "table" in f.metadata else f.metadata["rule"].dump(value)
+    return out
+
+
+def _parse_table(cls: type, data: Mapping[str, Any], prefix: str, ctx: Context, problems: list[str]) -> Any:
+    specs = {f.name: f for f in fields(cls)}
+    for key in data:
+        if key not in specs:
+            problems.append(_unknown_key(prefix, key, list(specs)))
+    values: dict[str, Any] = {}
+    for name, spec in specs.items():
+        if name not in data:
+            continue
+        key, raw = prefix + name, data[name]
+        sub = spec.metadata.get("table")
+        if sub is not None:
+            if isinstance(raw, dict):
+                values[name] = _parse_table(sub, raw, key + ".", ctx, problems)
+            else:
+                problems.append(Issue(f"a table, written as [{key}] followed by its settings", raw).sentence(key))
+            continue
+        try:
+            values[name] = spec.metadata["rule"].parse(raw, ctx)
+        except Invalid as err:
+            problems.extend(issue.sentence(key) for issue in err.issues)
+    return cls(**values)
+
+
+def _unknown_key(prefix: str, key: str, known: list[str]) -> str:
+    where = f"in [{prefix[:-1]}]" if prefix else "at the top level"
+    text = f"{prefix}{_key_text(key)} is not a known setting; the known keys {where} are: {', '.join(known)}."
+    close = difflib.get_close_matches(key, known, n=1)
+    if close:
+        text += f" Did you mean {prefix}{close[0]}?"
+    return text + " Correct or remove it."
+
+
+# --------------------------------------------------------------------------- files
+
+
+_HEADER = """\
+# Meridian Terminal settings.
+# Edit this file while the app is closed. A file that fails validation is moved
+# aside (settings.toml.invalid-<date>-<time>) and the defaults are used instead.
+# Never put API keys here: they live in the operating system's keyring.
+
+"""
+
+
+def settings_to_toml(settings: Settings) -> str:
+    """The file's text: each value with a comment saying what it does and what it accepts."""
+    parts = [_HEADER]
+    _write_table(settings, "", parts)
+    return "".join(parts)
+
+
+def _write_table(obj: Any, prefix: str, parts: list[str]) -> None:
+    subtables = []
+    for f in fields(obj):
+        if "table" in f.metadata:
+            subtables.append(f)
+            continue
+        rule: Rule = f.metadata["rule"]
+        parts.append(f"# {f.metadata['help']}: {rule.allowed}\n")
+        parts.append(tomli_w.dumps({f.name: rule.dump(getattr(obj, f.name))}))
+    for f in subtables:
+        name = prefix + f.name
+        parts.append(f"\n[{name}]\n")
+        if f.metadata["help"]:
+            parts.append(f"# {f.metadata['help']}\n")
+        _write_table(getattr(obj, f.name), name + ".", parts)
+
+
+def load_settings(path: Path, *, now: Callable[[], datetime] = datetime.now) -> SettingsLoad:
+    """Read and validate the settings file.
+
+    Missing file: defaults, nothing written. Any problem: defaults, every
+    problem listed, and the file moved aside (see `SettingsLoad.kept_aside`).
+    """
+    path = Path(path)
+    if path.is_dir():
+        problem = f"The settings path {path} is a folder, not a file. Move the folder away or pass --config with a file path."
+        return SettingsLoad(Settings(), [problem], None)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return SettingsLoad(Settings(), [], None)
+    except OSError as err:
+        problems = [f"The settings file {path} could not be read ({err.strerror or err}). Check its permissions."]
+    else:
+        settings, problems = _parse_file(raw, path)
+        if settings is not None:
+            return SettingsLoad(settings, [], None)
+
+    kept_aside: Path | None = None
+    try:
+        kept_aside = _keep_aside(path, now())
+    except OSError as err:
+        problems.append(
+            f"The invalid settings file could not be moved aside ({err.strerror or err}); "
+            f"rename or fix {path} yourself, or saving settings from the app will replace it."
+        )
+    log.warning("settings file %s rejected (kept as %s): %s", path, kept_aside, " | ".join(problems))
+    return SettingsLoad(Settings(), problems, kept_aside)
+
+
+def _parse_file(raw: bytes, path: Path) -> tuple[Settings | None, list[str]]:
+    try:
+        text = raw.decode("utf-8-sig")  # tolerate the BOM some Windows editors add
+    except UnicodeDecodeError as err:
+        return None, [
+            f"The settings file {path} is not UTF-8 text (byte {raw[err.start]:#04x} at position {err.start}). "
+            "Save it with UTF-8 encoding."
+        ]
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        return None, [f"The settings file {path} is not valid TOML: {err}. Correct that line."]
+    try:
+        return settings_from_dict(data, base_dir=path.parent), []
+    except SettingsError as err:
+        return None, err.problems
+
+
+def _keep_aside(path: Path, when: datetime) -> Path:
+    stem = f"{path.name}.invalid-{when:%Y%m%d-%H%M%S}"
+    for n in range(1, 1000):
+        target = path.with_name(stem if n == 1 else f"{stem}-{n}")
+        try:
+            _move_no_clobber(path, target)
+        except FileExistsError:
+            continue
+        return target
+    raise FileExistsError(f"too many kept-aside settings files next to {path}")
+
+
+def _move_no_clobber(src: Path, dst: Path) -> None:
+    # os.rename silently replaces an existing target on POSIX; a hard link refuses to.
+    try:
+        os.link(src, dst)
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links here (FAT, some network shares)
+        if dst.exists():
+            raise FileExistsError(dst) from None
+        os.rename(src, dst)  # refuses to replace on Windows
+        return
+    os.unlink(src)
+
+
+def save_settings(settings: Settings, path: Path) -> None:
+    """Write the settings atomically; raises `SettingsError` (nothing written) if they are invalid.
+
+    What is written is the normalised form, so `load_settings` returns an equal
+    `Settings` for any valid, normalised input.
+    """
+    path = Path(path)
+    checked = settings_from_dict(settings_to_dict(settings), base_dir=path.parent)
+    data = settings_to_toml(checked).encode("utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as tmp:
+            tmp.write(data)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename itself durable on POSIX; directories cannot be opened this way on Windows.
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _show(value: object) -> str:
+    """A value as the user would recognise it from TOML."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str):
+        text = repr(value)
+    elif isinstance(value, float):
+        text = "nan" if math.isnan(value) else repr(value)
+    elif isinstance(value, list):
+        text = "[" + ", ".join(_show(v) for v in value) + "]"
+    elif isinstance(value, dict):
+        text = "{" + ", ".join(f"{_key_text(k)} = {_show(v)}" for k, v in value.items()) + "}"
+    elif isinstance(value, datetime | date | time):
+        text = value.isoformat()
+    else:
+        text = str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def _key_text(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else repr(key)
+

@@ -1,0 +1,348 @@
+"""Order matching and the account behind the simulated market.
+
+Rules, chosen to behave like a real spot exchange without its complexity:
+- market orders walk the simulated book from the touch, so size costs slippage,
+  and pay the taker fee; what the book cannot fill is cancelled;
+- limit orders that cross the book on arrival take liquidity like a market
+  order capped at the limit; the rest rests and fills whole, at its limit price
+  and the maker fee, when a trade prints at or through that price;
+- stop-limit orders wait until a print reaches the stop, then act as a limit;
+- funds are reserved when an order is accepted and released when it ends;
+- the exchange's own rules (step, tick, minimum amount and order value, unique
+  client order id) are enforced, and a refusal says which rule and what to do.
+Fees are charged in the quote currency.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from app.domain import (
+    ZERO,
+    Balance,
+    Fill,
+    Market,
+    Order,
+    OrderBook,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Side,
+    TimeInForce,
+)
+from app.venues.base import InsufficientFunds, OrderNotFound, OrderRejected, UnknownSymbol
+
+
+def fmt(value: Decimal) -> str:
+    """A Decimal as a user reads it: no exponent, no trailing zeros."""
+    text = format(value.normalize(), "f")
+    return text
+
+
+class SimAccount:
+    """Free and reserved balances per asset."""
+
+    def __init__(self, balances: dict[str, Decimal]) -> None:
+        self._free: dict[str, Decimal] = dict(balances)
+        self._used: dict[str, Decimal] = {}
+
+    def free(self, asset: str) -> Decimal:
+        return self._free.get(asset, ZERO)
+
+    def reserve(self, asset: str, amount: Decimal, purpose: str) -> None:
+        free = self.free(asset)
+        if amount > free:
+            raise InsufficientFunds(
+                f"Not enough {asset}: {purpose} needs {fmt(amount)} {asset}, but only {fmt(free)} {asset} is free. "
+                f"Reduce the amount or free up {asset} by cancelling open orders."
+            )
+        self._free[asset] = free - amount
+        self._used[asset] = self._used.get(asset, ZERO) + amount
+
+    def release(self, asset: str, amount: Decimal) -> None:
+        self._used[asset] = self._used.get(asset, ZERO) - amount
+        self._free[asset] = self.free(asset) + amount
+
+    def spend_reserved(self, asset: str, amount: Decimal) -> None:
+        self._used[asset] = self._used.get(asset, ZERO) - amount
+
+    def credit(self, asset: str, amount: Decimal) -> None:
+        self._free[asset] = self.free(asset) + amount
+
+    def balances(self) -> dict[str, Balance]:
+        assets = set(self._free) | set(self._used)
+        return {a: Balance(a, self.free(a), self._used.get(a, ZERO)) for a in sorted(assets)}
+
+
+@dataclass(slots=True)
+class _Working:
+    """Mutable state of one order while the matcher owns it."""
+
+    request: OrderRequest
+    id: str
+    ts: int
+    status: OrderStatus = OrderStatus.OPEN
+    triggered: bool = False
+    filled: Decimal = ZERO
+    cost: Decimal = ZERO
+    fee: Decimal = ZERO
+    reserved: Decimal = ZERO  # still held for this order (quote for buys, base for sells)
+    fills: list[Fill] = field(default_factory=list)
+
+    def snapshot(self, quote: str) -> Order:
+        r = self.request
+        return Order(
+            id=self.id,
+            client_order_id=r.client_order_id,
+            symbol=r.symbol,
+            side=r.side,
+            type=r.type,
+            status=self.status,
+            amount=r.amount,
+            ts=self.ts,
+            price=r.price,
+            stop_price=r.stop_price,
+            filled=self.filled,
+            average_price=(self.cost / self.filled) if self.filled else None,
+            fee=self.fee,
+            fee_asset=quote,
+            fills=tuple(self.fills),
+        )
+
+
+class SimMatcher:
+    """Accepts, matches and cancels orders against the simulated book."""
+
+    def __init__(self, markets: dict[str, Market], account: SimAccount) -> None:
+        self.markets = markets
+        self.account = account
+        self._orders: dict[str, _Working] = {}
+        self._by_client: dict[str, str] = {}
+        self._ids = itertools.count(1)
+        self._trade_ids = itertools.count(1)
+
+    # -- queries -------------------------------------------------------------
+
+    def get(self, order_id: str) -> Order:
+        w = self._orders.get(order_id)
+        if w is None:
+            raise OrderNotFound(f"The simulated market has no order {order_id}.")
+        return w.snapshot(self.markets[w.request.symbol].quote)
+
+    def get_by_client_id(self, client_order_id: str) -> Order:
+        order_id = self._by_client.get(client_order_id)
+        if order_id is None:
+            raise OrderNotFound(f"The simulated market has no order with client id {client_order_id}.")
+        return self.get(order_id)
+
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        return [
+            self.get(w.id)
+            for w in self._orders.values()
+            if not w.status.is_final and (symbol is None or w.request.symbol == symbol)
+        ]
+
+    # -- validation ----------------------------------------------------------
+
+    def _market(self, symbol: str) -> Market:
+        market = self.markets.get(symbol)
+        if market is None:
+            raise UnknownSymbol(
+                f"The simulated market does not list {symbol}. Listed: {', '.join(sorted(self.markets))}."
+            )
+        return market
+
+    @staticmethod
+    def _check_multiple(value: Decimal, step: Decimal, what: str, unit: str) -> None:
+        if value % step != 0:
+            raise OrderRejected(
+                f"{what} {fmt(value)} {unit} is not a multiple of {fmt(step)}: use at most "
+                f"{max(0, -step.normalize().as_tuple().exponent)} decimals."  # type: ignore[operator]
+            )
+
+    def _validate(self, req: OrderRequest, m: Market, book: OrderBook) -> Decimal:
+        """Check the exchange's rules; return the reference price for the order value."""
+        if req.client_order_id in self._by_client:
+            raise OrderRejected(
+                f"Client order id {req.client_order_id} was already used; each order needs a new one."
+            )
+        if not req.amount.is_finite() or req.amount <= 0:
+            raise OrderRejected("The amount must be a number greater than zero.")
+        self._check_multiple(req.amount, m.amount_step, "Amount", m.base)
+        if req.amount < m.min_amount:
+            raise OrderRejected(f"Amount {fmt(req.amount)} {m.base} is below the minimum of {fmt(m.min_amount)} {m.base}.")
+        if req.type is OrderType.MARKET:
+            if req.side is Side.BUY:
+                ref = book.asks[0].price
+            else:
+                ref = book.bids[0].price
+        else:
+            if req.price is None or not req.price.is_finite() or req.price <= 0:
+                raise OrderRejected("A limit order needs a price greater than zero.")
+            self._check_multiple(req.price, m.price_tick, "Price", m.quote)
+            ref = req.price
+        if req.type is OrderType.STOP_LIMIT:
+            if req.stop_price is None or not req.stop_price.is_finite() or req.stop_price <= 0:
+                raise OrderRejected("A stop-limit order needs a stop price greater than zero.")
+            self._check_multiple(req.stop_price, m.price_tick, "Stop price", m.quote)
+        notional = req.amount * ref
+        if notional < m.min_notional:
+            raise OrderRejected(
+                f"Order value {fmt(notional.quantize(m.price_tick))} {m.quote} is below the minimum of "
+                f"{fmt(m.min_notional)} {m.quote}: increase the amount."
+            )
+        return ref
+
+    # -- placing and cancelling ------------------------------------------------
+
+    def submit(self, req: OrderRequest, book: OrderBook, last: Decimal, now_ms: int) -> Order:
+        m = self._market(req.symbol)
+        ref = self._validate(req, m, book)
+        w = _Working(req, f"SIM-{next(self._ids)}", now_ms)
+        if req.side is Side.BUY:
+            if req.type is OrderType.MARKET:
+                need = self._walk_cost(book.asks, req.amount) * (1 + m.taker_fee)
+            else:
+                need = req.amount * ref * (1 + m.taker_fee)
+            need = need.quantize(m.price_tick)  # whole quote units the fee is charged in
+            self.account.reserve(m.quote, need, f"buying {fmt(req.amount)} {m.base}")
+        else:
+            need = req.amount
+            self.account.reserve(m.base, need, f"selling {fmt(req.amount)} {m.base}")
+        w.reserved = need
+        if req.post_only and req.type is OrderType.LIMIT and self._crosses(req, book):
+            self._finish(w, m, OrderStatus.REJECTED)
+            self._register(w)
+            raise OrderRejected(
+                f"The post-only order at {fmt(req.price)} {m.quote} would trade at once; "  # type: ignore[arg-type]
+                "move the price away from the market."
+            )
+        self._register(w)
+        if req.type is OrderType.STOP_LIMIT and not self._stop_reached(req, last):
+            return w.snapshot(m.quote)
+        w.triggered = True
+        self._take(w, m, book, now_ms)
+        return w.snapshot(m.quote)
+
+    def _register(self, w: _Working) -> None:
+        self._orders[w.id] = w
+        self._by_client[w.request.client_order_id] = w.id
+
+    def cancel(self, order_id: str) -> Order:
+        w = self._orders.get(order_id)
+        if w is None:
+            raise OrderNotFound(f"The simulated market has no order {order_id}.")
+        m = self.markets[w.request.symbol]
+        if w.status.is_final:
+            raise OrderRejected(f"Order {order_id} is already {w.status.value}; there is nothing to cancel.")
+        self._finish(w, m, OrderStatus.CANCELED)
+        return w.snapshot(m.quote)
+
+    # -- matching ----------------------------------------------------------------
+
+    @staticmethod
+    def _walk_cost(levels: tuple, amount: Decimal) -> Decimal:
+        cost, left = ZERO, amount
+        for level in levels:
+            take = min(left, level.amount)
+            cost += take * level.price
+            left -= take
+            if left <= 0:
+                return cost
+        # Deeper than the book: price the rest at the last level so the reserve is conservative.
+        return cost + left * (levels[-1].price if levels else ZERO)
+
+    @staticmethod
+    def _available(levels: tuple, limit: Decimal | None, side: Side) -> Decimal:
+        total = ZERO
+        for level in levels:
+            if limit is not None and (level.price > limit if side is Side.BUY else level.price < limit):
+                break
+            total += level.amount
+        return total
+
+    @staticmethod
+    def _crosses(req: OrderRequest, book: OrderBook) -> bool:
+        assert req.price is not None
+        if req.side is Side.BUY:
+            return bool(book.asks) and req.price >= book.asks[0].price
+        return bool(book.bids) and req.price <= book.bids[0].price
+
+    @staticmethod
+    def _stop_reached(req: OrderRequest, last: Decimal) -> bool:
+        assert req.stop_price is not None
+        return last >= req.stop_price if req.side is Side.BUY else last <= req.stop_price
+
+    def _take(self, w: _Working, m: Market, book: OrderBook, now_ms: int) -> None:
+        """Take liquidity from the book for a market or marketable limit order."""
+        req = w.request
+        levels = book.asks if req.side is Side.BUY else book.bids
+        limit = req.price if req.type is not OrderType.MARKET else None
+        left = req.amount - w.filled
+        if req.time_in_force is TimeInForce.FOK and self._available(levels, limit, req.side) < left:
+            self._finish(w, m, OrderStatus.CANCELED)  # fill-or-kill: all at once or nothing
+            return
+        for level in levels:
+            if left <= 0:
+                break
+            if limit is not None and (level.price > limit if req.side is Side.BUY else level.price < limit):
+                break
+            take = min(left, level.amount)
+            self._fill(w, m, level.price, take, now_ms, maker=False)
+            left -= take
+        if left <= 0:
+            self._finish(w, m, OrderStatus.FILLED)
+        elif req.type is OrderType.MARKET or req.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
+            self._finish(w, m, OrderStatus.CANCELED)  # what the book could not fill expires, like on an exchange
+        elif w.filled:
+            w.status = OrderStatus.PARTIALLY_FILLED
+
+    def _fill(self, w: _Working, m: Market, price: Decimal, amount: Decimal, now_ms: int, maker: bool) -> None:
+        notional = price * amount
+        fee = (notional * (m.maker_fee if maker else m.taker_fee)).quantize(m.price_tick)
+        if w.request.side is Side.BUY:
+            spent = notional + fee
+            self.account.spend_reserved(m.quote, spent)
+            w.reserved -= spent
+            self.account.credit(m.base, amount)
+        else:
+            self.account.spend_reserved(m.base, amount)
+            w.reserved -= amount
+            self.account.credit(m.quote, notional - fee)
+        w.filled += amount
+        w.cost += notional
+        w.fee += fee
+        w.fills.append(
+            Fill(w.id, f"SIMT-{next(self._trade_ids)}", m.symbol, w.request.side, price, amount, fee, m.quote, now_ms, maker)
+        )
+
+    def _finish(self, w: _Working, m: Market, status: OrderStatus) -> None:
+        w.status = status
+        if w.reserved:
+            self.account.release(m.quote if w.request.side is Side.BUY else m.base, w.reserved)
+            w.reserved = ZERO
+
+    def on_print(self, symbol: str, price: Decimal, book: OrderBook, now_ms: int) -> list[Order]:
+        """A trade printed at `price`: trigger stops and fill resting limits it reached."""
+        changed: list[Order] = []
+        for w in list(self._orders.values()):
+            req = w.request
+            if req.symbol != symbol or w.status.is_final:
+                continue
+            m = self.markets[symbol]
+            if req.type is OrderType.STOP_LIMIT and not w.triggered:
+                if not self._stop_reached(req, price):
+                    continue
+                w.triggered = True
+                self._take(w, m, book, now_ms)
+                changed.append(w.snapshot(m.quote))
+                continue
+            assert req.price is not None
+            reached = price <= req.price if req.side is Side.BUY else price >= req.price
+            if reached:
+                self._fill(w, m, req.price, req.amount - w.filled, now_ms, maker=True)
+                self._finish(w, m, OrderStatus.FILLED)
+                changed.append(w.snapshot(m.quote))
+        return changed
