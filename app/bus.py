@@ -246,7 +246,8 @@ class _Slot:
 # frozen), which costs more than the rest of publish together. The hot path fills
 # the slots through their descriptors instead; the check below keeps this in step
 # with the class if a field is ever added.
-assert tuple(f.name for f in fields(Event)) == ("topic", "payload", "priority", "id", "ts")
+if tuple(f.name for f in fields(Event)) != ("topic", "payload", "priority", "id", "ts"):  # not assert: -O strips it
+    raise ImportError("app.bus: Event's fields changed; update the fast constructor in publish()")
 _new_object = object.__new__
 _set_topic = Event.topic.__set__  # type: ignore[attr-defined]
 _set_payload = Event.payload.__set__  # type: ignore[attr-defined]
@@ -305,7 +306,9 @@ class EventBus:
         )
         self._topics: dict[str, _TopicInfo] = {}  # per-topic priority and conflation, resolved once
         self._subs: list[Subscription] = []
-        self._routes: dict[str, _Route] = {}  # per-topic handler snapshot; cleared on (un)subscribe
+        # Per-topic handler snapshot. Always cleared in place, never rebound: the
+        # dispatcher holds a local reference to this dict.
+        self._routes: dict[str, _Route] = {}
 
         self._id_prefix = f"b{next(_bus_numbers)}-"
         self._ids = itertools.count(1)
@@ -366,6 +369,9 @@ class EventBus:
     # ------------------------------------------------------------------- publishing
 
     def _topic_info(self, topic: str) -> _TopicInfo:
+        # Runs once per distinct topic, so validation here costs publish nothing.
+        if not topic or "*" in topic:
+            raise ValueError(f"cannot publish to '{topic}': wildcards are for subscribing")
         key_fn = self._conflation.get(topic)
         info: _TopicInfo = (
             _resolve_priority(self._priorities, topic),
@@ -379,7 +385,8 @@ class EventBus:
         """Queue an event and return it; never blocks. Loop thread only.
 
         Before `start()` events simply wait in the queues. For a conflated topic the
-        returned event may be delivered with a later publish's payload instead.
+        returned event is not delivered if a later publish for the same key replaces
+        it while it waits; handlers then get that later event (its payload, id and ts).
         """
         info = self._topics.get(topic)
         if info is None:
@@ -387,6 +394,8 @@ class EventBus:
         default, key_fn, pending = info
         if priority is None:
             priority = default
+        else:
+            priority = Priority(priority)  # a plain int would index the queues but mislabel the event
 
         event = _new_object(Event)
         _set_topic(event, topic)
@@ -423,7 +432,9 @@ class EventBus:
             self._conflated += 1
             queued = slot.event
             if queued is not None and event.priority >= queued.priority:
-                slot.event = event  # keep the queue position, deliver the newest state
+                # Keep the queue position, deliver the newest state. (If the newer one
+                # asked for a lower priority it still goes out from the more urgent queue.)
+                slot.event = event
                 return
             slot.event = None  # more urgent than where it waits: move it up a queue
         slot = _Slot(event, pending, key)
@@ -452,11 +463,28 @@ class EventBus:
         if self.running:
             return
         loop = asyncio.get_running_loop()
-        if self._loop is not None and self._loop is not loop and not self._loop.is_closed():
-            raise RuntimeError("the event bus is bound to another event loop")
+        if self._loop is not None and self._loop is not loop:
+            if not self._loop.is_closed():
+                raise RuntimeError("the event bus is bound to another event loop")
+            # asyncio.Event binds to the loop that first waits on it: start afresh on the new loop.
+            self._wakeup = asyncio.Event()
+            self._idle_event = asyncio.Event()
         self._loop = loop
+        self._idle = not self._has_work()
+        if self._idle:
+            self._idle_event.set()
+        else:
+            self._idle_event.clear()
         self._stopping = False
         self._task = loop.create_task(self._run(), name="event-bus-dispatcher")
+        self._task.add_done_callback(self._dispatcher_done)
+
+    @staticmethod
+    def _dispatcher_done(task: asyncio.Task[None]) -> None:
+        # Handler errors never reach here; this is a bug in the bus itself, and it
+        # must be loud because nothing would be delivered any more.
+        if not task.cancelled() and task.exception() is not None:
+            _log.critical("the event bus dispatcher died; events are no longer delivered", exc_info=task.exception())
 
     async def stop(self, drain: bool = True) -> None:
         """Stop the dispatcher, first delivering everything queued if `drain`.

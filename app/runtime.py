@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
-
+from collections.abc import Sequence
 from app.bus import EventBus
 from app.market.candles import CandleSeries, CandleStore
 from app.market.feed import TOPIC_CONNECTION, TOPIC_PRICE, TOPIC_TRADE, MarketFeed
@@ -18,12 +17,10 @@ from app.paths import AppPaths
 from app.settings import SimSettings, Settings
 from app.store import Store, UiStateRepo
 from app.venues import factory
-from app.venues.base import Venue
+from app.venues.base import UnknownSymbol, Venue
 from app.venues.sim import SimConfig
 
 log = logging.getLogger(__name__)
-
-DB_NAME = "meridian.sqlite3"
 
 
 def sim_config(s: SimSettings) -> SimConfig:
@@ -31,7 +28,7 @@ def sim_config(s: SimSettings) -> SimConfig:
         seed=s.seed,
         tick_interval_ms=s.tick_interval_ms,
         history_days=s.history_days,
-        replay_file=Path(s.replay_file).expanduser() if s.replay_file else None,
+        replay_file=s.replay_path,
         replay_symbol=s.replay_symbol,
         replay_speed=s.replay_speed,
     )
@@ -56,22 +53,29 @@ class Runtime:
         self.feed: MarketFeed | None = None
         self._chart_loads: dict[str, asyncio.Future[CandleSeries]] = {}
         self._started = False
+        self._stopped = False
 
     def open_store(self) -> None:
         """Open the SQLite file. Start-up path, before the window shows: small and bounded."""
-        self.paths.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store.open(self.paths.data_dir / DB_NAME)
+        self.paths.ensure_dirs()
+        self.store = Store.open(self.paths.database_file)
         self.ui_state = UiStateRepo(self.store)
 
-    async def start(self, *, stream: bool = True) -> None:
-        """Load markets, seed the watchlist with current tickers and start the live feed."""
+    async def start(self, symbols: Sequence[str] | None = None, *, stream: bool = True) -> None:
+        """Load markets, seed the watchlist with current tickers and start the live feed.
+
+        `symbols` replaces the watchlist from settings (the `watch` command streams just one)."""
         bus = self.bus
         bus.subscribe(TOPIC_PRICE, self.state.on_price)
         bus.subscribe(TOPIC_CONNECTION, self.state.on_connection)
         bus.subscribe(TOPIC_TRADE, self.candles.on_trade)
         await bus.start()
         self.markets = await self.venue.load_markets()
-        wanted = self.settings.watchlist.symbols
+        if symbols is not None:
+            unknown = [s for s in symbols if s not in self.markets]
+            if unknown:
+                raise UnknownSymbol(f"{self.venue.name} does not list {', '.join(unknown)}. Listed: {', '.join(self.markets)}.")
+        wanted = list(symbols) if symbols is not None else list(self.settings.watchlist.symbols)
         self.watchlist = [s for s in wanted if s in self.markets]
         missing = [s for s in wanted if s not in self.markets]
         if missing:
@@ -112,6 +116,10 @@ class Runtime:
         return self.candles.load_history(symbol, base, data)
 
     async def stop(self) -> None:
+        """Stop everything started; safe to call more than once."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self.feed is not None:
             await self.feed.stop()
         await self.venue.close()

@@ -100,7 +100,10 @@ class WholeNumber(Rule):
 
     @property
     def allowed(self) -> str:
-        text = f"a whole number from {self.min} to {self.max}" if self.max is not None else f"a whole number of {self.min} or more"
+        if self.max is not None:
+            text = f"a whole number from {self.min} to {self.max}"
+        else:
+            text = f"a whole number of {self.min} or more"
         return f"{text} ({self.unit})" if self.unit else text
 
     def parse(self, value: object, ctx: Context) -> int:
@@ -422,7 +425,10 @@ def load_settings(path: Path, *, now: Callable[[], datetime] = datetime.now) -> 
     """
     path = Path(path)
     if path.is_dir():
-        problem = f"The settings path {path} is a folder, not a file. Move the folder away or pass --config with a file path."
+        problem = (
+            f"The settings path {path} is a folder, not a file. "
+            "Move the folder away or pass --config with a file path."
+        )
         return SettingsLoad(Settings(), [problem], None)
     try:
         raw = path.read_bytes()

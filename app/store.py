@@ -196,10 +196,13 @@ class Store:
             future = loop.run_in_executor(self._executor, self._call, fn, args)
         except RuntimeError:  # the executor shut down between the check and the submit
             raise StoreClosed() from None
-        return fn(self._conn, *args)
+        return await future
 
     def call_sync(self, fn: Callable[..., T], *args: Any) -> T:
-        """`fn(conn, *args)` on the store's thread, blocking: for start-up and shutdown, not for the UI thread at run time."""
+        """`fn(conn, *args)` on the store's thread, blocking.
+
+        For start-up and shutdown; never from the UI thread while the event loop runs.
+        """
         if threading.get_ident() == self._worker:
             raise RuntimeError("call_sync from inside a store function would wait for itself forever")
         if self._closed:

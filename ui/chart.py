@@ -92,9 +92,11 @@ class ChartWidget(QWidget):
         self.volume_plot.addItem(self.live_volume)
 
         self.last_line = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen(theme.UP, style=Qt.PenStyle.DashLine))
-        self.last_label = pg.InfLineLabel(self.last_line, text="", position=0.98, anchors=[(1, 1), (1, 1)],
-                                          fill=pg.mkBrush(theme.UP), color="#ffffff")
         self.price_plot.addItem(self.last_line, ignoreBounds=True)
+        # The last price as a filled tag at the right edge of the pane, where traders look for it.
+        self.last_label = pg.TextItem("", anchor=(1, 0.5), color="#ffffff", fill=pg.mkBrush(theme.UP))
+        self.last_label.setFont(QFont("DejaVu Sans Mono", 9))
+        self.price_plot.addItem(self.last_label, ignoreBounds=True)
 
         cross_pen = pg.mkPen(theme.CROSSHAIR, style=Qt.PenStyle.DotLine)
         self.cross_v = pg.InfiniteLine(angle=90, movable=False, pen=cross_pen)
@@ -260,6 +262,7 @@ class ChartWidget(QWidget):
         self.last_label.fill = pg.mkBrush(colour)
         self.last_label.setText(fmt.price(c, self.price_decimals))
         self.last_line.setPos(c)
+        self._place_last_label()
         low_v, high_v = self.price_plot.getViewBox().viewRange()[1]
         if not (low_v <= low and h <= high_v):
             self._fit_y()
@@ -283,6 +286,7 @@ class ChartWidget(QWidget):
         self.price_plot.getViewBox().setYRange(lo - pad, hi + pad, padding=0)
         self.volume_plot.getViewBox().setYRange(0, float(a.volume[s].max()) * 1.1 or 1.0, padding=0)
         self._place_readout()
+        self._place_last_label()
 
     def _on_x_range(self, *_: object) -> None:
         if self._fitting or not len(self._x):
@@ -294,6 +298,10 @@ class ChartWidget(QWidget):
         self._fit_y()
 
     # -- crosshair and read-out ------------------------------------------------------
+
+    def _place_last_label(self) -> None:
+        x1 = self.price_plot.getViewBox().viewRange()[0][1]
+        self.last_label.setPos(x1, self.last_line.value())
 
     def _place_readout(self) -> None:
         vb = self.price_plot.getViewBox()
@@ -341,6 +349,8 @@ class ChartWidget(QWidget):
         s = self._visible()
         return s.stop - s.start
 
-    def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+    def shutdown(self) -> None:
+        """Stop repainting and drop a load in flight: its widgets are about to be deleted."""
         self.timer.stop()
-        super().closeEvent(event)
+        if self._load_task is not None and not self._load_task.done():
+            self._load_task.cancel()

@@ -143,8 +143,9 @@ class WatchlistView(QTableView):
         self.verticalHeader().setVisible(False)
         self.verticalHeader().setDefaultSectionSize(24)
         header = self.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        # Prices must never be cut to "86,81…": columns fit their contents, the last one takes the slack.
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
         header.setHighlightSections(False)
         self.clicked.connect(self._activate)
         self.activated.connect(self._activate)

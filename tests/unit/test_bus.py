@@ -635,3 +635,29 @@ async def test_stats_count_events_not_handler_calls(bus: EventBus) -> None:
         "dead_lettered": 10,
         "queued": 0,
     }
+
+
+def test_publishing_to_a_pattern_is_refused() -> None:
+    bus = EventBus()
+    with pytest.raises(ValueError, match="wildcards"):
+        bus.publish("order.*", 1)
+    with pytest.raises(ValueError):
+        bus.publish("", 1)
+
+
+def test_a_bus_can_be_restarted_on_a_new_loop_after_the_old_one_closed() -> None:
+    bus = EventBus()
+    seen = Recorder()
+    bus.subscribe("a.b", seen)
+
+    async def round_trip(payload: int) -> None:
+        await bus.start()
+        bus.publish("a.b", payload)
+        await bus.drain()
+        await asyncio.sleep(0.01)  # the dispatcher goes back to waiting for work
+        assert bus.running
+        await bus.stop()
+
+    asyncio.run(round_trip(1))
+    asyncio.run(round_trip(2))
+    assert seen.payloads == [1, 2]

@@ -1,0 +1,40 @@
+# `make run` opens the terminal on the simulated market; `make test` runs the tests.
+# Both create .venv with a Python 3.12+ interpreter (scripts/find-python.sh) on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+ARGS ?=
+
+.PHONY: run test smoke bench venv clean
+
+venv:
+	@if ! $(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1; then \
+		interpreter=$$(sh scripts/find-python.sh) || exit 1; \
+		echo "Creating $(VENV) with $$interpreter"; \
+		rm -rf $(VENV); "$$interpreter" -m venv $(VENV) || exit 1; \
+		$(PY) -m pip install --quiet --upgrade pip; \
+	fi
+
+$(VENV)/.installed-app: pyproject.toml | venv
+	$(PY) -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml | venv
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@ $(VENV)/.installed-app
+
+run: $(VENV)/.installed-app
+	$(PY) main.py $(ARGS)
+
+test: $(VENV)/.installed-test
+	QT_QPA_PLATFORM=$${QT_QPA_PLATFORM:-offscreen} $(PY) -m pytest $(PYTEST_ARGS)
+
+smoke: $(VENV)/.installed-app
+	QT_QPA_PLATFORM=$${QT_QPA_PLATFORM:-offscreen} $(PY) main.py --data-dir $${TMPDIR:-/tmp}/meridian-smoke --smoke-test --screenshot screenshots/smoke.png
+
+bench: $(VENV)/.installed-test
+	QT_QPA_PLATFORM=$${QT_QPA_PLATFORM:-offscreen} $(PY) tests/benchmarks/bench_bus.py
+	QT_QPA_PLATFORM=$${QT_QPA_PLATFORM:-offscreen} $(PY) tests/benchmarks/bench_chart.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

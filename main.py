@@ -1,0 +1,88 @@
+"""Meridian Terminal: parses the command line, builds the runtime, opens the window or runs a headless command.
+
+    python main.py                          open the terminal (simulated market by default)
+    python main.py --smoke-test --screenshot out.png
+    python main.py watch BTC/USDT --count 5 live tickers as JSON lines
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+MIN_PYTHON = (3, 12)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, metavar="PATH", help="settings file (default: the user config dir)")
+    common.add_argument("--data-dir", type=Path, metavar="PATH", help="where the database and logs live")
+    common.add_argument("--venue", metavar="NAME", help="venue to use instead of the one in settings (e.g. sim)")
+    common.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
+
+    parser = argparse.ArgumentParser(prog="meridian", description="Meridian Terminal", parents=[common])
+    parser.add_argument("--smoke-test", action="store_true",
+                        help="open the window, run the live market for a few seconds, check it painted, then exit")
+    parser.add_argument("--smoke-seconds", type=float, default=4.0, metavar="S", help="how long the smoke test runs")
+    parser.add_argument("--screenshot", type=Path, metavar="FILE", help="with --smoke-test: save a PNG of the window")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    watch = commands.add_parser("watch", parents=[common], help="print live tickers as JSON lines (no window)")
+    watch.add_argument("symbol", metavar="SYMBOL", help="unified symbol, e.g. BTC/USDT")
+    watch.add_argument("--count", type=int, metavar="N", help="stop after N tickers (default: run until interrupted)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    if sys.version_info < MIN_PYTHON:
+        print("Meridian Terminal needs Python 3.12 or newer (PySide6 6.12 crashes on 3.11). "
+              "Install Python 3.12 and run `make run` again.", file=sys.stderr)
+        return 2
+    args = build_parser().parse_args(argv)
+
+    from app.logs import setup_logging
+    from app.paths import resolve_paths
+    from app.runtime import Runtime
+    from app.settings import load_settings
+    from app.venues.base import VenueError
+
+    paths = resolve_paths(args.config, args.data_dir)
+    setup_logging(paths.log_dir, verbose=args.verbose)
+    loaded = load_settings(paths.config_file)
+    problems = list(loaded.problems)
+    if loaded.problems:
+        aside = f" Your file was kept as {loaded.kept_aside}." if loaded.kept_aside else ""
+        problems = [f"Settings file {paths.config_file} has problems, so default settings are in use.{aside}"] + problems
+        for p in problems:
+            print(p, file=sys.stderr)
+    try:
+        runtime = Runtime(loaded.settings, paths, venue_name=args.venue)
+    except VenueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    runtime.notices.extend(problems)
+
+    if args.command == "watch":
+        from app.watch import watch
+
+        if args.count is not None and args.count < 1:
+            print("--count must be 1 or more.", file=sys.stderr)
+            return 2
+        try:
+            asyncio.run(watch(runtime, args.symbol.upper(), args.count))
+        except VenueError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            return 130
+        return 0
+
+    from ui.app import SmokeTest, run_window
+
+    smoke = SmokeTest(args.smoke_seconds, args.screenshot) if args.smoke_test else None
+    return run_window(runtime, smoke)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Drive the real window: pytest-qt widgets on a qasync loop, the simulated market, a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_API", "pyside6")
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import qasync  # noqa: E402
+
+from app.paths import resolve_paths  # noqa: E402
+from app.runtime import Runtime  # noqa: E402
+from app.settings import Settings, SimSettings  # noqa: E402
+from ui.app import make_application  # noqa: E402
+from ui.main_window import MainWindow  # noqa: E402
+
+# Fast ticks and a short history keep each test to a second or two.
+FAST = replace(Settings(), sim=SimSettings(seed=11, tick_interval_ms=40, history_days=2))
+
+
+@pytest.fixture
+def qloop(qapp) -> Iterator[qasync.QEventLoop]:
+    """An asyncio loop living inside Qt's: processing Qt events (qtbot.wait*) runs asyncio callbacks."""
+    make_application()
+    loop = qasync.QEventLoop(qapp, already_running=True)
+    asyncio.set_event_loop(loop)
+    yield loop
+    for task in asyncio.all_tasks(loop):
+        task.cancel()
+    qapp.processEvents()
+    asyncio.events._set_running_loop(None)
+    loop._QEventLoop__is_running = False  # already_running loops are never "stopped" by exec(); let close() run
+    loop.close()
+    asyncio.set_event_loop(None)
+
+
+def run(qtbot, coro, timeout: int = 15_000):
+    """Run a coroutine on the Qt-hosted loop while Qt keeps processing events."""
+    task = asyncio.ensure_future(coro)
+    qtbot.waitUntil(task.done, timeout=timeout)
+    return task.result()
+
+
+@pytest.fixture
+def open_window(qtbot, qloop, tmp_path: Path) -> Iterator[Callable[..., MainWindow]]:
+    """Opens the terminal like `main.py` does; every window opened is stopped cleanly at the end."""
+    runtimes: list[Runtime] = []
+
+    def _open(settings: Settings = FAST, data_dir: Path | None = None, notices: list[str] | None = None) -> MainWindow:
+        paths = resolve_paths(tmp_path / "settings.toml", data_dir or tmp_path / "data")
+        runtime = Runtime(settings, paths)
+        runtime.notices.extend(notices or [])
+        runtime.open_store()
+        window = MainWindow(runtime)
+        qtbot.addWidget(window)
+        window.restore_layout()
+        window.show()
+        run(qtbot, window.start())
+        runtimes.append(runtime)
+        return window
+
+    yield _open
+    # pytest-qt has closed the windows by now; stop what they ran.
+    for runtime in runtimes:
+        run(qtbot, runtime.stop())

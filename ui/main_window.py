@@ -1,0 +1,176 @@
+"""The main window: chart in the centre, watchlist dock, status bar, saved layout."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from PySide6.QtCore import QByteArray, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QFrame, QHBoxLayout, QLabel, QMainWindow, QToolButton, QVBoxLayout, QWidget
+
+from app import __version__
+from app.runtime import Runtime
+from ui.chart import ChartWidget
+from ui.status import MarketStatusBar
+from ui.watchlist import WatchlistModel, WatchlistView
+
+log = logging.getLogger(__name__)
+
+# Bump when docks are added or renamed, so an old saved layout is not applied to a new set of docks.
+LAYOUT_VERSION = 1
+KEY_GEOMETRY = "window.geometry"
+KEY_STATE = "window.state"
+KEY_SYMBOL = "chart.symbol"
+KEY_TIMEFRAME = "chart.timeframe"
+
+
+class NoticeBar(QFrame):
+    """Sentences the user should read (a settings file that was set aside, symbols left out)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("notice")
+        row = QHBoxLayout(self)
+        row.setContentsMargins(10, 6, 6, 6)
+        self.label = QLabel()
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        row.addWidget(self.label, 1)
+        close = QToolButton()
+        close.setText("✕")
+        close.setToolTip("Dismiss")
+        close.clicked.connect(self.hide)
+        row.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
+        self.messages: list[str] = []
+        self.hide()
+
+    def add(self, message: str) -> None:
+        self.messages.append(message)
+        self.label.setText("\n".join(self.messages))
+        self.show()
+
+
+class MainWindow(QMainWindow):
+    closed = Signal()
+
+    def __init__(self, runtime: Runtime) -> None:
+        super().__init__()
+        self.runtime = runtime
+        refresh_hz = runtime.settings.ui.refresh_hz
+        self.setWindowTitle(f"Meridian Terminal — {getattr(runtime.venue, 'title', runtime.venue.name)}")
+        self.resize(1400, 860)
+
+        self.notice = NoticeBar()
+        self.chart = ChartWidget(runtime.load_chart, refresh_hz)
+        self.chart.timeframe = runtime.settings.ui.timeframe  # a saved layout may override it
+        central = QWidget()
+        column = QVBoxLayout(central)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.notice)
+        column.addWidget(self.chart, 1)
+        self.setCentralWidget(central)
+
+        self.watchlist_model = WatchlistModel(runtime.state, self)
+        self.watchlist = WatchlistView(self.watchlist_model, refresh_hz)
+        self.watchlist.symbolActivated.connect(self.show_symbol)
+        self.watchlist_dock = QDockWidget("Watchlist", self)
+        self.watchlist_dock.setObjectName("dock.watchlist")  # saveState() keys docks by object name
+        self.watchlist_dock.setWidget(self.watchlist)
+        self.watchlist_dock.setMinimumWidth(300)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.watchlist_dock)
+        self.resizeDocks([self.watchlist_dock], [500], Qt.Orientation.Horizontal)
+
+        self.status = MarketStatusBar(runtime.state, getattr(runtime.venue, "title", runtime.venue.name))
+        self.setStatusBar(self.status)
+        self._build_menus()
+        self._default_state = self.saveState(LAYOUT_VERSION)
+        self._saved = False
+        self._start_symbol = ""
+
+    def _build_menus(self) -> None:
+        view = self.menuBar().addMenu("&View")
+        toggle = self.watchlist_dock.toggleViewAction()
+        toggle.setShortcut(QKeySequence("Ctrl+1"))
+        view.addAction(toggle)
+        view.addSeparator()
+        reset = QAction("Reset layout", self)
+        reset.triggered.connect(self.reset_layout)
+        view.addAction(reset)
+        help_menu = self.menuBar().addMenu("&Help")
+        about = QAction(f"Meridian Terminal {__version__}", self)
+        about.setEnabled(False)
+        help_menu.addAction(about)
+
+    # -- layout persistence ---------------------------------------------------------
+
+    def restore_layout(self) -> None:
+        """Apply the saved geometry, docks, symbol and timeframe (start-up, before the loop is busy)."""
+        repo = self.runtime.ui_state
+        if repo is None:
+            return
+        geometry = repo.get_sync(KEY_GEOMETRY)
+        if geometry:
+            self.restoreGeometry(QByteArray(geometry))
+        state = repo.get_sync(KEY_STATE)
+        if state:
+            self.restoreState(QByteArray(state), LAYOUT_VERSION)
+        symbol = repo.get_sync(KEY_SYMBOL)
+        self._start_symbol = symbol.decode() if symbol else ""
+        timeframe = repo.get_sync(KEY_TIMEFRAME)
+        if timeframe:
+            self.chart.timeframe = timeframe.decode()
+
+    def save_layout(self) -> None:
+        repo = self.runtime.ui_state
+        if repo is None:
+            return
+        repo.put_sync(KEY_GEOMETRY, bytes(self.saveGeometry().data()))
+        repo.put_sync(KEY_STATE, bytes(self.saveState(LAYOUT_VERSION).data()))
+        if self.chart.symbol:
+            repo.put_sync(KEY_SYMBOL, self.chart.symbol.encode())
+        repo.put_sync(KEY_TIMEFRAME, self.chart.timeframe.encode())
+
+    def reset_layout(self) -> None:
+        self.restoreState(self._default_state, LAYOUT_VERSION)
+        self.watchlist_dock.show()
+
+    # -- running ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the market and fill the window. Failures become a sentence in the window."""
+        for message in self.runtime.notices:
+            self.notice.add(message)
+        try:
+            await self.runtime.start()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("the market could not start")
+            self.notice.add(f"The market could not start: {exc}")
+            raise
+        for message in self.runtime.notices[len(self.notice.messages):]:
+            self.notice.add(message)
+        self.watchlist_model.set_symbols(self.runtime.watchlist, self.runtime.markets)
+        symbol = self._start_symbol if self._start_symbol in self.runtime.markets else self.runtime.watchlist[0]
+        self.show_symbol(symbol)
+
+    def show_symbol(self, symbol: str) -> None:
+        market = self.runtime.markets.get(symbol)
+        decimals = market.price_decimals if market else 2
+        self.watchlist.select_symbol(symbol)
+        self.chart.set_symbol(symbol, decimals)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt API)
+        if not self._saved:
+            try:
+                self.save_layout()
+            except Exception:  # a failing disk must not stop the window from closing
+                log.exception("could not save the window layout")
+            self._saved = True
+        self.chart.shutdown()
+        self.watchlist.timer.stop()
+        self.status.timer.stop()
+        super().closeEvent(event)
+        self.closed.emit()
