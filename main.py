@@ -15,20 +15,26 @@ from pathlib import Path
 MIN_PYTHON = (3, 12)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _common_options(sub: bool) -> argparse.ArgumentParser:
+    """Options accepted before and after the command. After it they default to SUPPRESS, because
+    argparse would otherwise overwrite `--config X watch ...` with the subcommand's default None."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", type=Path, metavar="PATH", help="settings file (default: the user config dir)")
-    common.add_argument("--data-dir", type=Path, metavar="PATH", help="where the database and logs live")
-    common.add_argument("--venue", metavar="NAME", help="venue to use instead of the one in settings (e.g. sim)")
-    common.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
+    default = {"default": argparse.SUPPRESS} if sub else {}
+    common.add_argument("--config", type=Path, metavar="PATH", help="settings file (default: the user config dir)", **default)
+    common.add_argument("--data-dir", type=Path, metavar="PATH", help="where the database and logs live", **default)
+    common.add_argument("--venue", metavar="NAME", help="venue to use instead of the one in settings (e.g. sim)", **default)
+    common.add_argument("-v", "--verbose", action="store_true", help="log debug messages too", **default)
+    return common
 
-    parser = argparse.ArgumentParser(prog="meridian", description="Meridian Terminal", parents=[common])
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="meridian", description="Meridian Terminal", parents=[_common_options(False)])
     parser.add_argument("--smoke-test", action="store_true",
                         help="open the window, run the live market for a few seconds, check it painted, then exit")
     parser.add_argument("--smoke-seconds", type=float, default=4.0, metavar="S", help="how long the smoke test runs")
     parser.add_argument("--screenshot", type=Path, metavar="FILE", help="with --smoke-test: save a PNG of the window")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    watch = commands.add_parser("watch", parents=[common], help="print live tickers as JSON lines (no window)")
+    watch = commands.add_parser("watch", parents=[_common_options(True)], help="print live tickers as JSON lines (no window)")
     watch.add_argument("symbol", metavar="SYMBOL", help="unified symbol, e.g. BTC/USDT")
     watch.add_argument("--count", type=int, metavar="N", help="stop after N tickers (default: run until interrupted)")
     return parser

@@ -7,6 +7,18 @@ import logging.handlers
 from pathlib import Path
 
 
+class _Brief(logging.Formatter):
+    """The console gets the sentence; the traceback goes only to the log file."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
 def setup_logging(log_dir: Path, *, verbose: bool = False, to_stderr: bool = True) -> Path:
     log_dir.mkdir(parents=True, exist_ok=True)
     path = log_dir / "meridian.log"
@@ -18,6 +30,6 @@ def setup_logging(log_dir: Path, *, verbose: bool = False, to_stderr: bool = Tru
     if to_stderr:
         console = logging.StreamHandler()
         console.setLevel(logging.DEBUG if verbose else logging.WARNING)
-        console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        console.setFormatter(_Brief("%(levelname)s %(name)s: %(message)s"))
         root.addHandler(console)
     return path

@@ -55,6 +55,15 @@ def smoke_failures(window: MainWindow) -> list[str]:
     return failures
 
 
+async def show_error(parent: MainWindow, text: str) -> None:
+    """A message box that does not start a nested event loop (exec() would re-enter asyncio)."""
+    box = QMessageBox(QMessageBox.Icon.Critical, "Meridian Terminal", text, QMessageBox.StandardButton.Close, parent)
+    done = asyncio.get_running_loop().create_future()
+    box.finished.connect(lambda _result: done.done() or done.set_result(None))
+    box.open()
+    await done
+
+
 async def _run_window(app: QApplication, runtime: Runtime, smoke: SmokeTest | None) -> int:
     window = MainWindow(runtime)
     closed = asyncio.Event()
@@ -68,7 +77,7 @@ async def _run_window(app: QApplication, runtime: Runtime, smoke: SmokeTest | No
         if smoke is not None:
             print(f"smoke test failed: the market could not start: {exc}", file=sys.stderr)
             return 1
-        QMessageBox.critical(window, "Meridian Terminal", f"The market could not start:\n\n{exc}")
+        await show_error(window, f"The market could not start:\n\n{exc}")
         return 1
     if smoke is None:
         await closed.wait()
@@ -77,8 +86,10 @@ async def _run_window(app: QApplication, runtime: Runtime, smoke: SmokeTest | No
     deadline = time.monotonic() + smoke.seconds
     while time.monotonic() < deadline:
         await asyncio.sleep(0.1)
-    window.repaint()
-    app.processEvents()
+    # Let Qt paint on its own loop turn: forcing processEvents() from inside a coroutine would
+    # re-enter asyncio tasks.
+    window.update()
+    await asyncio.sleep(0.2)
     if smoke.screenshot is not None:
         smoke.screenshot.parent.mkdir(parents=True, exist_ok=True)
         window.grab().save(str(smoke.screenshot))

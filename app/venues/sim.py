@@ -87,10 +87,11 @@ def _market(inst: Instrument) -> Market:
 class _Subscriber:
     def __init__(self, symbols: set[str]) -> None:
         self.symbols = symbols
-        self.queue: asyncio.Queue[StreamEvent] = asyncio.Queue(SUBSCRIBER_QUEUE)
+        # None is the end of the stream: the venue was closed.
+        self.queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue(SUBSCRIBER_QUEUE)
         self.dropped = 0
 
-    def offer(self, event: StreamEvent) -> None:
+    def offer(self, event: StreamEvent | None) -> None:
         if self.queue.full():
             # A consumer that cannot keep up loses the oldest events, never the newest prices.
             self.queue.get_nowait()
@@ -189,7 +190,8 @@ class SimVenue:
         """Advance the market to `now_ms`; return the trades and tickers that happened."""
         if not self._ready:
             self.prepare()
-        dt = (now_ms - self._last_ms) / 1000.0
+        prev_ms = self._last_ms
+        dt = (now_ms - prev_ms) / 1000.0
         if dt <= 0:
             return []
         self._last_ms = now_ms
@@ -201,7 +203,7 @@ class SimVenue:
             return events
         model = self._model
         assert model is not None
-        if now_ms // MINUTE_MS != (now_ms - int(dt * 1000)) // MINUTE_MS:
+        if now_ms // MINUTE_MS != prev_ms // MINUTE_MS:
             model.roll_minute()
         prices = model.step(dt)
         sizes = model.trade_sizes(dt)
@@ -314,23 +316,27 @@ class SimVenue:
         missing = [s for s in symbols if s not in self.markets]
         if missing:
             raise UnknownSymbol(self._unknown(missing[0]))
+        if self._closed:
+            return
         sub = _Subscriber(set(symbols))
         self._subscribers.append(sub)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="sim-market")
         try:
-            while True:
-                yield await sub.queue.get()
+            while (event := await sub.queue.get()) is not None:
+                yield event
         finally:
             self._subscribers.remove(sub)
 
     async def watch_orders(self) -> AsyncIterator[Order]:
-        """Order updates (fills of resting orders, triggered stops) as they happen."""
-        queue: asyncio.Queue[Order] = asyncio.Queue()
+        """Order updates (fills of resting orders, triggered stops) as they happen; ends when the venue closes."""
+        if self._closed:
+            return
+        queue: asyncio.Queue[Order | None] = asyncio.Queue()
         self._order_listeners.append(queue)
         try:
-            while True:
-                yield await queue.get()
+            while (order := await queue.get()) is not None:
+                yield order
         finally:
             self._order_listeners.remove(queue)
 
@@ -340,6 +346,11 @@ class SimVenue:
 
     async def close(self) -> None:
         self._closed = True
+        # Wake every watcher so its stream ends, as the Venue protocol promises.
+        for sub in self._subscribers:
+            sub.offer(None)
+        for queue in self._order_listeners:
+            queue.put_nowait(None)
         if self._task is not None:
             self._task.cancel()
             try:
