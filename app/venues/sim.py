@@ -210,7 +210,8 @@ class SimVenue:
         trading = model.trades_happen()
         for k, inst in enumerate(self._instruments):
             if trading[k]:
-                events.extend(self._print(inst.symbol, now_ms, float(prices[k]), float(sizes[k])))
+                size = max(float(sizes[k]), float(inst.amount_step))  # a print trades at least one step
+                events.extend(self._print(inst.symbol, now_ms, float(prices[k]), size))
         return events
 
     def _print(self, symbol: str, ts: int, price: float, amount: float) -> list[StreamEvent]:
@@ -219,7 +220,7 @@ class SimVenue:
         d = self._decimals[symbol]
         price = round(price, d)
         step = float(market.amount_step)
-        amount = max(step, round(amount / step) * step)
+        amount = round(amount / step) * step  # a replayed print may carry nothing: see sim_replay
         prev = self._tickers[symbol].last
         p_dec = Decimal(f"{price:.{d}f}")
         side = Side.BUY if p_dec >= prev else Side.SELL

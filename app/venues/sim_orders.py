@@ -10,14 +10,16 @@ Rules, chosen to behave like a real spot exchange without its complexity:
 - funds are reserved when an order is accepted and released when it ends;
 - the exchange's own rules (step, tick, minimum amount and order value, unique
   client order id) are enforced, and a refusal says which rule and what to do.
-Fees are charged in the quote currency.
+Fees are charged in the quote currency, to 8 decimals (the quote's precision, not
+the price tick's) and rounded up on the order's running total, so an order's fee is
+its traded value times the rate and the funds reserved for a buy always cover it.
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_UP, Decimal, InvalidOperation, localcontext
 
 from app.domain import (
     ZERO,
@@ -33,6 +35,16 @@ from app.domain import (
     TimeInForce,
 )
 from app.venues.base import InsufficientFunds, OrderNotFound, OrderRejected, UnknownSymbol
+
+
+QUOTE_PRECISION = Decimal("1e-8")
+
+
+def round_fee(value: Decimal) -> Decimal:
+    """A fee to the quote's precision, rounded up: the venue never undercharges."""
+    with localcontext() as ctx:
+        ctx.prec = max(ctx.prec, value.adjusted() + 12)  # quantize must not fail on a huge (absurd) value
+        return value.quantize(QUOTE_PRECISION, rounding=ROUND_UP)
 
 
 def fmt(value: Decimal) -> str:
@@ -88,8 +100,10 @@ class _Working:
     filled: Decimal = ZERO
     cost: Decimal = ZERO
     fee: Decimal = ZERO
+    fee_due: Decimal = ZERO  # the exact, unrounded fee of the fills so far
     reserved: Decimal = ZERO  # still held for this order (quote for buys, base for sells)
     fills: list[Fill] = field(default_factory=list)
+    reason: str = ""
 
     def snapshot(self, quote: str) -> Order:
         r = self.request
@@ -109,6 +123,7 @@ class _Working:
             fee=self.fee,
             fee_asset=quote,
             fills=tuple(self.fills),
+            reason=self.reason,
         )
 
 
@@ -156,7 +171,11 @@ class SimMatcher:
 
     @staticmethod
     def _check_multiple(value: Decimal, step: Decimal, what: str, unit: str) -> None:
-        if value % step != 0:
+        try:
+            off_grid = value % step != 0
+        except InvalidOperation:  # more digits than Decimal's precision: no real order is that large
+            raise OrderRejected(f"{what} {fmt(value)} {unit} is too large.") from None
+        if off_grid:
             raise OrderRejected(
                 f"{what} {fmt(value)} {unit} is not a multiple of {fmt(step)}: use at most "
                 f"{max(0, -step.normalize().as_tuple().exponent)} decimals."  # type: ignore[operator]
@@ -202,23 +221,25 @@ class SimMatcher:
         ref = self._validate(req, m, book)
         w = _Working(req, f"SIM-{next(self._ids)}", now_ms)
         if req.side is Side.BUY:
-            if req.type is OrderType.MARKET:
-                need = self._walk_cost(book.asks, req.amount) * (1 + m.taker_fee)
-            else:
-                need = req.amount * ref * (1 + m.taker_fee)
-            need = need.quantize(m.price_tick)  # whole quote units the fee is charged in
+            # The most the order can spend: fills never cost more than this value (a
+            # market order walks the same book; a limit never pays above its price) and
+            # the fee, rounded up on the running total (see _fill), never exceeds the
+            # taker fee of it rounded up.
+            cost = self._walk_cost(book.asks, req.amount) if req.type is OrderType.MARKET else req.amount * ref
+            need = cost + round_fee(cost * m.taker_fee)
             self.account.reserve(m.quote, need, f"buying {fmt(req.amount)} {m.base}")
         else:
             need = req.amount
             self.account.reserve(m.base, need, f"selling {fmt(req.amount)} {m.base}")
         w.reserved = need
         if req.post_only and req.type is OrderType.LIMIT and self._crosses(req, book):
-            self._finish(w, m, OrderStatus.REJECTED)
-            self._register(w)
-            raise OrderRejected(
+            w.reason = (
                 f"The post-only order at {fmt(req.price)} {m.quote} would trade at once; "  # type: ignore[arg-type]
                 "move the price away from the market."
             )
+            self._finish(w, m, OrderStatus.REJECTED)
+            self._register(w)  # kept, so reconciling by client order id finds it rejected and why
+            raise OrderRejected(w.reason)
         self._register(w)
         if req.type is OrderType.STOP_LIMIT and not self._stop_reached(req, last):
             return w.snapshot(m.quote)
@@ -301,7 +322,8 @@ class SimMatcher:
 
     def _fill(self, w: _Working, m: Market, price: Decimal, amount: Decimal, now_ms: int, maker: bool) -> None:
         notional = price * amount
-        fee = (notional * (m.maker_fee if maker else m.taker_fee)).quantize(m.price_tick)
+        w.fee_due += notional * (m.maker_fee if maker else m.taker_fee)
+        fee = round_fee(w.fee_due) - w.fee  # rounding the running total: the order's fee is rounded once
         if w.request.side is Side.BUY:
             spent = notional + fee
             self.account.spend_reserved(m.quote, spent)
@@ -321,7 +343,7 @@ class SimMatcher:
     def _finish(self, w: _Working, m: Market, status: OrderStatus) -> None:
         w.status = status
         if w.reserved:
-            self.account.release(m.quote if w.request.side is Side.BUY else m.base, w.reserved)
+            0 and self.account.release(m.quote if w.request.side is Side.BUY else m.base, w.reserved)
             w.reserved = ZERO
 
     def on_print(self, symbol: str, price: Decimal, book: OrderBook, now_ms: int) -> list[Order]:

@@ -4,7 +4,9 @@ The file is JSON: a list of `[ms, open, high, low, close, volume]` rows, as
 freqtrade and ccxt write one-minute candles. The first part becomes the chart's
 history; the rest is played as trades at `speed` market seconds per wall-clock
 second, four prints per candle (open, the nearer extreme, the farther extreme,
-close) so the live candle draws the recorded bar exactly.
+close) so the live candle draws the recorded bar exactly. The candle's volume is
+split over its prints in whole 1e-8 units, so the prints add up to the recorded
+volume exactly (a print may carry nothing when the candle traded less than four units).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 SUB_TICK_OFFSETS_MS = (0, 15_000, 30_000, 59_000)
+VOLUME_UNITS = 10**8  # recorded volumes carry at most 8 decimals
+MINUTE_MS = 60_000
 
 
 class ReplayFileError(ValueError):
@@ -43,6 +47,13 @@ def load_candle_file(path: Path) -> np.ndarray:
     data = np.array([row[:6] for row in rows], dtype=np.float64)
     if np.any(np.diff(data[:, 0]) <= 0):
         raise ReplayFileError(f"The rows of the replay file {path} must be in increasing time order with no duplicates.")
+    off = np.flatnonzero(data[:, 0] % MINUTE_MS)
+    if len(off):
+        i = int(off[0])
+        raise ReplayFileError(
+            f"Row {i + 1} of the replay file {path} does not start on a whole minute ({rows[i][0]}): "
+            "the file must hold one-minute candles timed in milliseconds since 1970."
+        )
     return data
 
 
@@ -81,11 +92,13 @@ class ReplayFeed:
             ts, o, h, low, c, v = self.data[self.cursor]
             first, second = (low, h) if c >= o else (h, low)
             prices = (o, first, second, c)
+            share, extra = divmod(round(float(v) * VOLUME_UNITS), 4)
             while self._sub < 4:
                 tick_ms = ts + SUB_TICK_OFFSETS_MS[self._sub]
                 if tick_ms > self.replay_ms:
                     return due
-                due.append((int(tick_ms), float(prices[self._sub]), float(v) / 4.0))
+                units = share + (1 if self._sub < extra else 0)
+                due.append((int(tick_ms), float(prices[self._sub]), units / VOLUME_UNITS))
                 self._sub += 1
             self.cursor += 1
             self._sub = 0
