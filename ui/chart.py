@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pyqtgraph as pg
+import shiboken6
 from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QButtonGroup, QGraphicsItem, QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
@@ -190,11 +191,13 @@ class ChartWidget(QWidget):
             raise
         except Exception as exc:  # shown on the chart, never a traceback
             log.exception("loading %s %s failed", symbol, timeframe)
+            if not shiboken6.isValid(self.message):
+                return
             self.error = str(exc)
             self._show_message(f"Could not load {symbol} {timeframe}: {exc}")
             return
-        if symbol != self.symbol or timeframe != self.timeframe:
-            return  # the user moved on while it loaded
+        if not shiboken6.isValid(self.message) or symbol != self.symbol or timeframe != self.timeframe:
+            return  # the window closed, or the user moved on, while it loaded
         self.error = ""
         self.series = series
         self._version = self._history_version = -1
@@ -268,6 +271,8 @@ class ChartWidget(QWidget):
         self.last_label.setText(fmt.price(c, self.price_decimals))
         self.last_line.setPos(c)
         self._place_last_label()
+        if not self.cross_v.isVisible() and self._arrays is not None and len(self._arrays):
+            self._set_readout(len(self._arrays) - 1)  # with no mouse over the chart, read out the live candle
         low_v, high_v = self.price_plot.getViewBox().viewRange()[1]
         if not (low_v <= low and h <= high_v):
             self._fit_y()
