@@ -224,7 +224,7 @@ class SimMatcher:
             # The most the order can spend: fills never cost more than this value (a
             # market order walks the same book; a limit never pays above its price) and
             # the fee, rounded up on the running total (see _fill), never exceeds the
-            # taker fee of it rounded up.
+            # taker fee of it rounded up (the maker fee is never above the taker fee).
             cost = self._walk_cost(book.asks, req.amount) if req.type is OrderType.MARKET else req.amount * ref
             need = cost + round_fee(cost * m.taker_fee)
             self.account.reserve(m.quote, need, f"buying {fmt(req.amount)} {m.base}")
@@ -343,7 +343,7 @@ class SimMatcher:
     def _finish(self, w: _Working, m: Market, status: OrderStatus) -> None:
         w.status = status
         if w.reserved:
-            0 and self.account.release(m.quote if w.request.side is Side.BUY else m.base, w.reserved)
+            self.account.release(m.quote if w.request.side is Side.BUY else m.base, w.reserved)
             w.reserved = ZERO
 
     def on_print(self, symbol: str, price: Decimal, book: OrderBook, now_ms: int) -> list[Order]:

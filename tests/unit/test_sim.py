@@ -92,13 +92,6 @@ async def test_markets_list_every_instrument_with_its_rules() -> None:
 # -- determinism ----------------------------------------------------------------------
 
 
-def _fingerprint(venue: SimVenue, events: list) -> tuple:
-    return (
-        events,
-        {s: venue._series[s].arrays().close.tolist() for s in venue.markets},  # noqa: SLF001 - cheap whole-history view
-    )
-
-
 async def test_same_seed_and_steps_give_the_same_market() -> None:
     a, ca = make(seed=11)
     b, cb = make(seed=11)

@@ -9,6 +9,7 @@ go negative.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
 import re
@@ -647,3 +648,27 @@ async def _check_account(venue: SimVenue, markets, start: dict[str, Balance], pl
         assert used(b, asset) >= sells + buys, asset
         if not any(markets[o.symbol].quote == asset and o.side is Side.BUY for o in open_):
             assert used(b, asset) == sells, asset
+
+
+async def test_watch_orders_reports_fills_of_resting_orders_and_ends_on_close() -> None:
+    venue, clock = make(seed=21)
+    seen: list[Order] = []
+
+    async def consume() -> None:
+        async for o in venue.watch_orders():
+            seen.append(o)
+
+    task = asyncio.create_task(consume())
+    try:
+        await asyncio.sleep(0)  # let the watcher subscribe
+        book = await venue.fetch_order_book(BTC)
+        o = await venue.create_order(req(BTC, Side.BUY, OrderType.LIMIT, "0.01", book.bids[0].price - Decimal("10")))
+        await until_print(venue, clock, BTC, lambda p: p <= o.price, o)
+        await asyncio.sleep(0)
+        assert [(x.id, x.status) for x in seen] == [(o.id, OrderStatus.FILLED)]
+        assert seen[0] == await venue.fetch_order(o.id, BTC)
+        await venue.close()
+        async with asyncio.timeout(5):
+            await task
+    finally:
+        task.cancel()

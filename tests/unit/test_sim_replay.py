@@ -63,10 +63,6 @@ def play(venue: SimVenue, clock: FakeClock, wall_ms: int, every_ms: int = 250) -
     return events
 
 
-def same(a: Decimal, b: Decimal) -> bool:
-    return a == b  # Decimal equality is numeric: 1E-8 == 0.00000001
-
-
 async def test_only_the_replayed_symbol_is_listed() -> None:
     venue, _ = make()
     markets = await venue.load_markets()
@@ -114,7 +110,7 @@ async def test_playing_rebuilds_the_recorded_candles_exactly() -> None:
         want = recorded(1440 + i)
         assert c.ts == want.ts
         assert (c.open, c.high, c.low, c.close) == (want.open, want.high, want.low, want.close), (i, c, want)
-        assert same(c.volume, want.volume), (i, c.volume, want.volume)
+        assert c.volume == want.volume, (i, c.volume, want.volume)  # numeric: 1E-8 == 0.00000001
     # The prints themselves: per candle, first = open, last = close, extremes = high/low, amounts sum to the volume.
     by_bucket: dict[int, list[Trade]] = {}
     for t in trades:
