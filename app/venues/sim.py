@@ -38,7 +38,7 @@ from app.domain import (
     split_symbol,
 )
 from app.market.candles import CandleArrays, CandleSeries, aggregate
-from app.venues.base import StreamEvent, UnknownSymbol, VenueError
+from app.venues.base import StreamEvent, UnknownSymbol, VenueError, VenueUnavailable
 from app.venues.sim_model import DEFAULT_INSTRUMENTS, Instrument, PriceModel
 from app.venues.sim_orders import SimAccount, SimMatcher
 from app.venues.sim_replay import ReplayFeed, infer_tick, load_candle_file
@@ -87,11 +87,11 @@ def _market(inst: Instrument) -> Market:
 class _Subscriber:
     def __init__(self, symbols: set[str]) -> None:
         self.symbols = symbols
-        # None is the end of the stream: the venue was closed.
-        self.queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue(SUBSCRIBER_QUEUE)
+        # None is the end of the stream (the venue was closed); an exception is a failed stream.
+        self.queue: asyncio.Queue[StreamEvent | BaseException | None] = asyncio.Queue(SUBSCRIBER_QUEUE)
         self.dropped = 0
 
-    def offer(self, event: StreamEvent | None) -> None:
+    def offer(self, event: StreamEvent | BaseException | None) -> None:
         if self.queue.full():
             # A consumer that cannot keep up loses the oldest events, never the newest prices.
             self.queue.get_nowait()
@@ -125,6 +125,7 @@ class SimVenue:
         self._order_listeners: list[asyncio.Queue[Order]] = []
         self._task: asyncio.Task[None] | None = None
         self._last_ms = 0
+        self._trade_seq = 0  # trade ids, unique per venue instance, so consumers can de-duplicate
         self._closed = False
 
     # -- start-up -------------------------------------------------------------
@@ -228,7 +229,9 @@ class SimVenue:
             self._refresh_stats(symbol)
         ticker = self._ticker(symbol, ts, price, side)
         self._tickers[symbol] = ticker
-        trade = Trade(symbol, ts, p_dec, Decimal(f"{amount:.{market.amount_decimals}f}"), side, venue=self.name)
+        self._trade_seq += 1
+        trade = Trade(symbol, ts, p_dec, Decimal(f"{amount:.{market.amount_decimals}f}"), side,
+                      id=str(self._trade_seq), venue=self.name)
         if self._matcher.open_orders(symbol):
             for order in self._matcher.on_print(symbol, p_dec, self._book(symbol), ts):
                 self._emit_order(order)
@@ -306,7 +309,14 @@ class SimVenue:
         interval = self.config.tick_interval_ms / 1000.0
         while not self._closed:
             await asyncio.sleep(interval)
-            events = self.step(int(self._clock() * 1000))
+            try:
+                events = self.step(int(self._clock() * 1000))
+            except Exception as exc:
+                # Fail the streams instead of going quiet: the feed then says so and reconnects.
+                log.exception("the simulated market failed to advance")
+                for sub in self._subscribers:
+                    sub.offer(VenueUnavailable(f"the simulated market stopped: {exc}"))
+                return
             for sub in self._subscribers:
                 for ev in events:
                     if ev.symbol in sub.symbols:
@@ -325,6 +335,8 @@ class SimVenue:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="sim-market")
         try:
             while (event := await sub.queue.get()) is not None:
+                if isinstance(event, BaseException):
+                    raise event
                 yield event
         finally:
             self._subscribers.remove(sub)

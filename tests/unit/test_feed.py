@@ -129,3 +129,22 @@ async def test_runtime_watch_of_an_unlisted_symbol_is_a_clear_error(runtime: Run
     await runtime.stop()
 
 
+
+
+async def test_a_failing_simulated_market_fails_its_stream_instead_of_going_quiet() -> None:
+    from app.venues.base import VenueUnavailable
+    from app.venues.sim import SimConfig, SimVenue
+
+    venue = SimVenue(SimConfig(seed=1, tick_interval_ms=20, history_days=1))
+    stream = venue.watch(["BTC/USDT"])
+    first = await asyncio.wait_for(anext(stream), 5)
+    assert first.symbol == "BTC/USDT" and first.id  # trades and tickers flow, trades carry ids
+
+    def broken(now_ms: int) -> list:
+        raise RuntimeError("model diverged")
+
+    venue.step = broken  # type: ignore[method-assign]
+    with pytest.raises(VenueUnavailable, match="model diverged"):
+        for _ in range(10_000):
+            await asyncio.wait_for(anext(stream), 5)
+    await venue.close()
