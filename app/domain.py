@@ -134,6 +134,17 @@ class Candle:
 
 
 @dataclass(frozen=True, slots=True)
+class CandleUpdate:
+    """A venue's kline stream: the `timeframe` candle of `symbol` as it stands now."""
+
+    symbol: str
+    timeframe: str
+    candle: Candle
+    closed: bool  # the exchange says this candle is final
+    venue: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Trade:
     """One public trade print (`ts` in ms)."""
 

@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from app.domain import TIMEFRAMES as TIMEFRAMES  # re-exported: callers think of timeframes as a venue matter
-from app.domain import Balance, Candle, Market, Order, OrderBook, OrderRequest, Ticker, Trade
+from app.domain import Balance, Candle, CandleUpdate, Market, Order, OrderBook, OrderRequest, Ticker, Trade
 
 
-StreamEvent = Ticker | Trade
+StreamEvent = Ticker | Trade | CandleUpdate
 """What a venue's live market stream yields."""
 
 
