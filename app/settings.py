@@ -29,6 +29,7 @@ import logging
 import math
 import os
 import re
+from urllib.parse import urlsplit
 import tempfile
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -254,6 +255,43 @@ class OptionalFile(Rule):
         return str(path)
 
 
+@dataclass(frozen=True, slots=True)
+class AnyText(Rule):
+    @property
+    def allowed(self) -> str:
+        return "text in quotes"
+
+    def parse(self, value: object, ctx: Context) -> str:
+        if not isinstance(value, str):
+            raise self.fail(value)
+        return value.strip()
+
+
+@dataclass(frozen=True, slots=True)
+class OptionalUrl(Rule):
+    """A URL with one of `schemes`, or "" for the default. Credentials in it are refused: keys live in the keyring."""
+
+    schemes: tuple[str, ...]
+    example: str
+
+    @property
+    def allowed(self) -> str:
+        return f"a {' or '.join(self.schemes)} URL such as \"{self.example}\", or \"\" for the exchange's own"
+
+    def parse(self, value: object, ctx: Context) -> str:
+        if not isinstance(value, str):
+            raise self.fail(value)
+        text = value.strip()
+        if text == "":
+            return ""
+        parsed = urlsplit(text)
+        if parsed.scheme not in self.schemes or not parsed.hostname:
+            raise self.fail(value)
+        if parsed.username or parsed.password or parsed.query:
+            raise self.fail("(a URL with credentials or a query)", " (API keys belong in Settings → API keys, not in URLs)")
+        return text.rstrip("/")
+
+
 def setting(default: Any, rule: Rule, help: str) -> Any:
     """Declare one setting: its default, its rule and a line of help for the file's comments."""
     return field(default=default, metadata={"rule": rule, "help": help})
@@ -304,11 +342,36 @@ class UiSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ExchangeSettings:
+    testnet: bool = setting(False, Flag(), "use the exchange's testnet/sandbox (MEXC has none)")
+    rest_url: str = setting("", OptionalUrl(("http", "https"), "http://127.0.0.1:8080"), "replaces the exchange's REST base")
+    ws_url: str = setting("", OptionalUrl(("ws", "wss"), "ws://127.0.0.1:8081/ws"), "replaces the exchange's websocket base")
+
+
+@dataclass(frozen=True, slots=True)
+class Mt5Settings:
+    terminal_path: str = setting("", OptionalFile("terminal64.exe", "to let MetaTrader 5 find its running terminal"),
+                                 "the MetaTrader 5 terminal to attach to")
+    login: int = setting(0, WholeNumber(0), "the trading account number (0 = the account the terminal is logged into)")
+    server: str = setting("", AnyText(), "the broker's trade server, e.g. 'MetaQuotes-Demo' (empty = the terminal's)")
+    poll_ms: int = setting(250, WholeNumber(50, 10000, "milliseconds"), "how often prices are read from the terminal")
+
+
+@dataclass(frozen=True, slots=True)
+class VenuesSettings:
+    binance: ExchangeSettings = table(ExchangeSettings, "Binance spot")
+    gate: ExchangeSettings = table(ExchangeSettings, "Gate.io spot")
+    mexc: ExchangeSettings = table(ExchangeSettings, "MEXC spot (no testnet)")
+    mt5: Mt5Settings = table(Mt5Settings, "MetaTrader 5 (Windows only, beside a running terminal)")
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     venue: str = setting("sim", Name("sim"), "the venue the window opens on")
     watchlist: WatchlistSettings = table(WatchlistSettings)
     sim: SimSettings = table(SimSettings, "the simulated market")
     ui: UiSettings = table(UiSettings)
+    venues: VenuesSettings = table(VenuesSettings, "exchanges; API keys are never here: they live in the OS keyring")
 
 
 class SettingsError(ValueError):

@@ -43,6 +43,20 @@ class VenueUnavailable(VenueError):
     """The venue could not be reached or answered with a server error: try later."""
 
 
+class VenueAuthError(VenueError):
+    """The venue refused the API key (wrong, expired, or without the needed permission)."""
+
+
+class OrderOutcomeUnknown(VenueUnavailable):
+    """An order was sent but no answer came back: it may or may not exist.
+
+    Never resend it: reconcile by `client_order_id` first (DESIGN.md, orders)."""
+
+    def __init__(self, message: str, client_order_id: str) -> None:
+        super().__init__(message)
+        self.client_order_id = client_order_id
+
+
 @runtime_checkable
 class Venue(Protocol):
     """One market source. Every method may raise `VenueError` subclasses."""

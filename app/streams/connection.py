@@ -1,0 +1,132 @@
+"""One websocket connection's life: connect, subscribe, read frames, decode, detect silence.
+
+A connection ends by raising `VenueUnavailable` with a sentence (refused, closed by
+the server, silent for too long, pong overdue). Reconnecting with backoff, resetting
+after a healthy period and telling the user is the feed's job (`app.market.feed`),
+so this stays one straight loop that is easy to reason about.
+
+- Subscriptions are sent on every connect, so a reconnect always resubscribes.
+- Silence: no frame within `silence_after` seconds (a multiple of the channel's
+  normal push interval, from the codec) closes the connection.
+- Protocol pings every `ping_interval` s with a `ping_timeout` for the pong (the
+  websockets library enforces it); exchanges that want an application ping (Gate's
+  `spot.ping`, MEXC's `PING`) get it from the codec on their own interval.
+- A frame the codec cannot parse is counted and logged once per kind; it never ends
+  the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from app.streams.codecs.common import MalformedFrame
+from app.venues.base import StreamEvent, VenueUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class Codec(Protocol):
+    def decode(self, frame: str | bytes) -> list[Any]: ...
+
+
+@dataclass
+class StreamStats:
+    frames: int = 0
+    events: int = 0
+    malformed: Counter[str] = field(default_factory=Counter)
+    connects: int = 0
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    url: str
+    subscribe: Sequence[str | bytes] = ()
+    silence_after: float = 30.0
+    ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
+    app_ping: str | bytes | None = None  # an exchange-level keepalive message, if the exchange wants one
+    app_ping_interval: float = 20.0
+    open_timeout: float = 10.0
+    label: str = "stream"  # names the venue in sentences
+
+
+async def stream_events(spec: StreamSpec, codec: Codec, stats: StreamStats | None = None) -> AsyncIterator[StreamEvent]:
+    """Yield decoded events until the connection fails; then raise VenueUnavailable."""
+    stats = stats if stats is not None else StreamStats()
+    try:
+        ws = await connect(
+            spec.url,
+            open_timeout=spec.open_timeout,
+            ping_interval=spec.ping_interval,
+            ping_timeout=spec.ping_timeout,
+            max_size=4 * 1024 * 1024,
+            proxy=None,
+            compression=None,  # exchanges' frames are small; deflate costs CPU per frame
+        )
+    except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+        raise VenueUnavailable(f"Could not connect to the {spec.label} stream ({_reason(exc)}).") from None
+    stats.connects += 1
+    pinger: asyncio.Task[None] | None = None
+    try:
+        for message in spec.subscribe:
+            await ws.send(message)
+        if spec.app_ping is not None:
+            pinger = asyncio.get_running_loop().create_task(_app_pings(ws, spec.app_ping, spec.app_ping_interval))
+        decode = codec.decode
+        while True:
+            try:
+                frame = await asyncio.wait_for(ws.recv(), spec.silence_after)
+            except TimeoutError:
+                raise VenueUnavailable(
+                    f"The {spec.label} stream sent nothing for {spec.silence_after:.0f} s; reconnecting."
+                ) from None
+            stats.frames += 1
+            try:
+                events = decode(frame)
+            except MalformedFrame as exc:
+                stats.malformed[exc.kind] += 1
+                if stats.malformed[exc.kind] == 1:  # once per kind: a broken feed must not flood the log
+                    log.warning("%s: ignoring a malformed frame (%s): %s", spec.label, exc.kind, exc.detail)
+                continue
+            for event in events:
+                stats.events += 1
+                yield event
+    except ConnectionClosed as exc:
+        raise VenueUnavailable(f"The {spec.label} stream closed ({_reason(exc)}); reconnecting.") from None
+    except OSError as exc:
+        raise VenueUnavailable(f"The {spec.label} stream failed ({_reason(exc)}); reconnecting.") from None
+    finally:
+        if pinger is not None:
+            pinger.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(ws.close(), 2)
+
+
+async def _app_pings(ws: Any, message: str | bytes, interval: float) -> None:
+    with contextlib.suppress(ConnectionClosed, OSError):
+        while True:
+            await asyncio.sleep(interval)
+            await ws.send(message)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionClosed):
+        if exc.rcvd is not None:
+            return f"code {exc.rcvd.code}{': ' + exc.rcvd.reason if exc.rcvd.reason else ''}"
+        return "the connection dropped without a close frame"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    text = str(exc) or type(exc).__name__
+    return text.split("?")[0][:200]  # never echo query strings
+
