@@ -1,4 +1,5 @@
-"""Builds venues by name. Real exchanges join this table in later work."""
+"""Builds venues by name. Builders import their modules lazily: ccxt is slow to import,
+and MetaTrader 5 exists only on Windows."""
 
 from __future__ import annotations
 
@@ -6,15 +7,45 @@ from collections.abc import Callable
 from typing import Any
 
 from app.venues.base import Venue, VenueError
-from app.venues.sim import SimConfig, SimVenue
-
-_BUILDERS: dict[str, Callable[[Any], Venue]] = {
-    "sim": lambda config: SimVenue(config if isinstance(config, SimConfig) else SimConfig()),
-}
 
 
 class UnknownVenue(VenueError):
     pass
+
+
+def _sim(config: Any) -> Venue:
+    from app.venues.sim import SimConfig, SimVenue
+
+    return SimVenue(config if isinstance(config, SimConfig) else SimConfig())
+
+
+def _exchange(module: str, cls: str) -> Callable[[Any], Venue]:
+    def build(config: Any) -> Venue:
+        import importlib
+
+        from app.venues.ccxt_venue import ExchangeConfig
+
+        venue_cls = getattr(importlib.import_module(f"app.venues.{module}"), cls)
+        return venue_cls(config if isinstance(config, ExchangeConfig) else ExchangeConfig())
+
+    return build
+
+
+def _mt5(config: Any) -> Venue:
+    from app.venues.mt5 import MT5Venue
+
+    return MT5Venue(config) if config is not None else MT5Venue()
+
+
+_BUILDERS: dict[str, Callable[[Any], Venue]] = {
+    "sim": _sim,
+    "binance": _exchange("binance", "BinanceVenue"),
+    "gate": _exchange("gate", "GateVenue"),
+    "mexc": _exchange("mexc", "MexcVenue"),
+    "mt5": _mt5,
+}
+
+TITLES = {"sim": "Simulated market", "binance": "Binance", "gate": "Gate.io", "mexc": "MEXC", "mt5": "MetaTrader 5"}
 
 
 def supported() -> list[str]:

@@ -1,0 +1,59 @@
+"""Binance spot: ccxt for REST, combined websocket streams for live data."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from app.domain import OrderRequest
+from app.streams.codecs.binance import BinanceCodec
+from app.streams.connection import StreamSpec
+from app.venues.ccxt_venue import CcxtVenue
+
+CHANNELS = ("ticker", "trades")
+
+
+class BinanceVenue(CcxtVenue):
+    exchange_id = "binance"
+    title = "Binance"
+    rest_hosts = ("https://api.binance.com",)
+    ws_base = "wss://stream.binance.com:9443"
+    ws_testnet = "wss://stream.testnet.binance.vision"
+    # One GET /api/v3/exchangeInfo for markets: no currencies (needs keys), no margin or derivatives.
+    ccxt_options: ClassVar[dict[str, Any]] = {
+        "defaultType": "spot",
+        "fetchMarkets": {"types": ["spot"]},
+        "fetchCurrencies": False,
+        "fetchMargins": False,
+    }
+
+    def testnet_hosts(self, exchange: Any) -> tuple[str, ...]:
+        return ("https://testnet.binance.vision",)
+
+    def order_params(self, request: OrderRequest) -> dict[str, Any]:
+        params = super().order_params(request)
+        params["newClientOrderId"] = params.pop("clientOrderId")
+        return params
+
+    def client_id_lookup_params(self, client_order_id: str) -> dict[str, Any]:
+        return {"origClientOrderId": client_order_id}
+
+    def codec(self) -> BinanceCodec:
+        return BinanceCodec(self.market_ids())
+
+    def stream_spec(self, codec: BinanceCodec, symbols: Sequence[str]) -> StreamSpec:
+        base = (self.config.ws_url or (self.ws_testnet if self.config.testnet else self.ws_base)).rstrip("/")
+        if base.endswith("/ws") or base.endswith("/stream"):
+            base = base.rsplit("/", 1)[0]
+        interval = max(codec.interval_seconds(c) for c in CHANNELS if c != "trades")
+        return StreamSpec(
+            url=base + codec.stream_path(symbols, CHANNELS),
+            silence_after=interval * self.config.silence_multiple,
+            ping_interval=20.0,  # Binance pings every 20 s and expects pongs; we also ping it
+            ping_timeout=20.0,
+            label=self.title,
+        )
+
+    @property
+    def stale_after(self) -> float:
+        return 5.0
