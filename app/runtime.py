@@ -9,8 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
 from app.bus import EventBus
-from app.market.candles import CandleSeries, CandleStore
+from app.market.candles import CandleArrays, CandleSeries, CandleStore
 from app.market.feed import TOPIC_CONNECTION, TOPIC_PRICE, TOPIC_TRADE, MarketFeed
 from app.market.state import MarketState
 from app.paths import AppPaths
@@ -34,17 +38,39 @@ def sim_config(s: SimSettings) -> SimConfig:
     )
 
 
+def venue_config(name: str, settings: Settings, credentials: Any = None) -> Any:
+    """The venue's configuration from settings; API keys come only from the secret store."""
+    if name == "sim":
+        return sim_config(settings.sim)
+    exchange = getattr(settings.venues, name, None)
+    if name in ("binance", "gate", "mexc") and exchange is not None:
+        from app.venues.ccxt_venue import ExchangeConfig
+
+        return ExchangeConfig(
+            testnet=exchange.testnet,
+            rest_url=exchange.rest_url or None,
+            ws_url=exchange.ws_url or None,
+            api_key=getattr(credentials, "api_key", "") or "",
+            secret=getattr(credentials, "secret", "") or "",
+            passphrase=getattr(credentials, "passphrase", "") or "",
+        )
+    if name == "mt5":
+        return settings.venues.mt5
+    return None
+
+
 class Runtime:
     """Every service of one running application."""
 
-    def __init__(self, settings: Settings, paths: AppPaths, *, venue: Venue | None = None, venue_name: str | None = None) -> None:
+    def __init__(self, settings: Settings, paths: AppPaths, *, venue: Venue | None = None, venue_name: str | None = None,
+                 credentials: Any = None) -> None:
         self.settings = settings
         self.paths = paths
         self.bus = EventBus()
         self.candles = CandleStore()
         self.state = MarketState()
         name = venue_name or settings.venue
-        self.venue: Venue = venue or factory.create(name, sim_config(settings.sim) if name == "sim" else None)
+        self.venue: Venue = venue or factory.create(name, venue_config(name, settings, credentials))
         self.store: Store | None = None
         self.ui_state: UiStateRepo | None = None
         self.markets: dict = {}
@@ -89,7 +115,7 @@ class Runtime:
         for ticker in (await self.venue.fetch_tickers(self.watchlist)).values():
             bus.publish(TOPIC_PRICE, ticker)
         if stream:
-            self.feed = MarketFeed(bus, self.venue, self.watchlist)
+            self.feed = MarketFeed(bus, self.venue, self.watchlist, on_reconnect=self.backfill)
             await self.feed.start()
         self._started = True
 
@@ -114,6 +140,29 @@ class Runtime:
         base = self.candles.base_timeframe
         data = await fetch(symbol, base) if fetch else await self.venue.fetch_ohlcv(symbol, base)
         return self.candles.load_history(symbol, base, data)
+
+    async def backfill(self) -> None:
+        """After a reconnect, fetch the candles missed while the stream was down, so the chart has
+        no gap and no duplicate. The base timeframe is refetched from its last candle (which may
+        have changed) and the derived timeframes are rebuilt from it."""
+        fetch = getattr(self.venue, "fetch_ohlcv_arrays", None)
+        if fetch is None:
+            return
+        base = self.candles.base_timeframe
+        for symbol in self.candles.symbols():
+            series = self.candles.series(symbol, base)
+            last = series.last() if series is not None else None
+            if series is None or last is None:
+                continue
+            fresh = await fetch(symbol, base, since=int(last[0]))
+            if not len(fresh):
+                continue
+            old = series.arrays()
+            keep = old.ts < fresh.ts[0]
+            merged = CandleArrays(*(np.concatenate((getattr(old, f)[keep], getattr(fresh, f)))
+                                    for f in ("ts", "open", "high", "low", "close", "volume")))
+            self.candles.load_history(symbol, base, merged)
+            log.info("%s: backfilled %d candle(s) of %s after a reconnect", self.venue.name, len(fresh), symbol)
 
     async def stop(self) -> None:
         """Stop everything started; safe to call more than once."""

@@ -14,17 +14,18 @@ import enum
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from app.bus import EventBus
-from app.domain import Ticker, Trade
+from app.domain import CandleUpdate, Ticker, Trade
 from app.venues.base import Venue, VenueError
 
 log = logging.getLogger(__name__)
 
 TOPIC_PRICE = "price.updated"
 TOPIC_TRADE = "market.trade"
+TOPIC_CANDLE = "market.candle"
 TOPIC_CONNECTION = "connection.state"
 
 
@@ -51,14 +52,20 @@ class MarketFeed:
         venue: Venue,
         symbols: Sequence[str],
         *,
-        stale_after: float = 10.0,
+        stale_after: float | None = None,
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
+        healthy_after: float = 30.0,
+        on_reconnect: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.bus = bus
         self.venue = venue
         self.symbols = list(symbols)
-        self.stale_after = stale_after
+        # A venue knows its channels' normal pace (the sim's ticks, an exchange's push interval).
+        self.stale_after = stale_after if stale_after is not None else float(getattr(venue, "stale_after", 10.0))
+        self.healthy_after = healthy_after
+        self.on_reconnect = on_reconnect
+        self.reconnects = 0
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.state = ConnectionState.STOPPED
@@ -93,19 +100,33 @@ class MarketFeed:
     async def _pump(self) -> None:
         attempt = 0
         publish = self.bus.publish
+        ever_live = False
         while True:
-            self._set(ConnectionState.CONNECTING if attempt == 0 else ConnectionState.RECONNECTING)
+            self._set(ConnectionState.CONNECTING if not ever_live and attempt == 0 else ConnectionState.RECONNECTING)
+            live_since = 0.0
             try:
                 async for event in self.venue.watch(self.symbols):
-                    self.last_event_at = time.monotonic()
+                    now = time.monotonic()
+                    self.last_event_at = now
                     self.events += 1
                     if self.state is not ConnectionState.LIVE:
                         self._set(ConnectionState.LIVE)
+                        if not live_since:
+                            live_since = now
+                            if ever_live:
+                                self.reconnects += 1
+                                self._backfill()
+                            ever_live = True
+                    elif attempt and now - live_since >= self.healthy_after:
+                        # Only a connection that stayed up resets the backoff: one that the server
+                        # accepts and drops at once must not be retried in a tight loop.
                         attempt = 0
                     if isinstance(event, Trade):
                         publish(TOPIC_TRADE, event)
                     elif isinstance(event, Ticker):
                         publish(TOPIC_PRICE, event)
+                    elif isinstance(event, CandleUpdate):
+                        publish(TOPIC_CANDLE, event)
                 raise VenueError("the stream ended")
             except asyncio.CancelledError:
                 raise
@@ -115,6 +136,19 @@ class MarketFeed:
                 log.warning("%s stream failed (%s); reconnecting in %.1f s", self.venue.name, exc, delay)
                 self._set(ConnectionState.RECONNECTING, f"{exc}; retrying in {delay:.0f} s")
                 await asyncio.sleep(delay)
+
+    def _backfill(self) -> None:
+        if self.on_reconnect is None:
+            return
+        task = asyncio.get_running_loop().create_task(self.on_reconnect(), name=f"backfill-{self.venue.name}")
+        self._tasks.append(task)
+        task.add_done_callback(self._backfill_done)
+
+    def _backfill_done(self, task: asyncio.Task[None]) -> None:
+        if task in self._tasks:
+            self._tasks.remove(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("%s: filling the candles missed while disconnected failed: %s", self.venue.name, task.exception())
 
     async def _watchdog(self) -> None:
         while True:
