@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from app.bus import EventBus
+from app.bus import Event, EventBus
 from app.market.candles import CandleArrays, CandleSeries, CandleStore
 from app.market.feed import TOPIC_CONNECTION, TOPIC_PRICE, TOPIC_TRADE, MarketFeed
 from app.market.state import MarketState
@@ -21,7 +21,9 @@ from app.paths import AppPaths
 from app.settings import SimSettings, Settings
 from app.store import Store, UiStateRepo
 from app.venues import factory
-from app.venues.base import UnknownSymbol, Venue
+from app.resilience.guard import HEALTH_TOPIC, GuardHealth
+from app.venues.base import UnknownSymbol, Venue, VenueError
+from app.venues.manager import VenueManager
 from app.venues.sim import SimConfig
 
 log = logging.getLogger(__name__)
@@ -70,7 +72,9 @@ class Runtime:
         self.candles = CandleStore()
         self.state = MarketState()
         name = venue_name or settings.venue
-        self.venue: Venue = venue or factory.create(name, venue_config(name, settings, credentials))
+        self.venue: Venue = venue or factory.create(name, venue_config(name, settings, credentials), bus=self.bus)
+        self.manager = VenueManager()
+        self.health: dict[str, GuardHealth] = {}  # endpoint group -> its breaker, for the health panel
         self.store: Store | None = None
         self.ui_state: UiStateRepo | None = None
         self.markets: dict = {}
@@ -95,8 +99,10 @@ class Runtime:
         bus.subscribe(TOPIC_PRICE, self.state.on_price)
         bus.subscribe(TOPIC_CONNECTION, self.state.on_connection)
         bus.subscribe(TOPIC_TRADE, self.candles.on_trade)
+        bus.subscribe(HEALTH_TOPIC, self._on_health)
         await bus.start()
         self.markets = await self.venue.load_markets()
+        self.manager.venues[self.venue.name] = self.venue  # it has just answered: no second check
         if symbols is not None:
             unknown = [s for s in symbols if s not in self.markets]
             if unknown:
@@ -141,6 +147,16 @@ class Runtime:
         data = await fetch(symbol, base) if fetch else await self.venue.fetch_ohlcv(symbol, base)
         return self.candles.load_history(symbol, base, data)
 
+    def _on_health(self, event: Event) -> None:
+        self.health[event.payload.group] = event.payload
+
+    async def add_venue(self, name: str) -> None:
+        """Connect another venue for the comparison (public data; keys if the user stored some)."""
+        if name in self.manager.venues:
+            raise VenueError(f"{factory.TITLES.get(name, name)} is already connected.")
+        venue = factory.create(name, venue_config(name, self.settings), bus=self.bus)
+        await self.manager.add(venue)
+
     async def backfill(self) -> None:
         """After a reconnect, fetch the candles missed while the stream was down, so the chart has
         no gap and no duplicate. The base timeframe is refetched from its last candle (which may
@@ -172,6 +188,9 @@ class Runtime:
         if self.feed is not None:
             await self.feed.stop()
         await self.venue.close()
+        for name in list(self.manager.venues):
+            if self.manager.venues[name] is not self.venue:
+                await self.manager.remove(name)
         await self.bus.stop(drain=True)
         if self.store is not None:
             await asyncio.to_thread(self.store.close)

@@ -12,13 +12,15 @@ from PySide6.QtWidgets import QDockWidget, QFrame, QHBoxLayout, QLabel, QMainWin
 from app import __version__
 from app.runtime import Runtime
 from ui.chart import ChartWidget
+from ui.compare import ComparePanel
+from ui.health import HealthView
 from ui.status import MarketStatusBar
 from ui.watchlist import WatchlistModel, WatchlistView
 
 log = logging.getLogger(__name__)
 
 # Bump when docks are added or renamed, so an old saved layout is not applied to a new set of docks.
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 KEY_GEOMETRY = "window.geometry"
 KEY_STATE = "window.state"
 KEY_SYMBOL = "chart.symbol"
@@ -82,6 +84,14 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.watchlist_dock)
         self.resizeDocks([self.watchlist_dock], [500], Qt.Orientation.Horizontal)
 
+        self.compare = ComparePanel(runtime)
+        self.compare_dock = self._dock("Compare venues", "dock.compare", self.compare, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.health = HealthView(runtime.health)
+        self.health_dock = self._dock("Connection health", "dock.health", self.health, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.tabifyDockWidget(self.compare_dock, self.health_dock)
+        self.compare_dock.raise_()
+        self.resizeDocks([self.compare_dock], [170], Qt.Orientation.Vertical)
+
         self.status = MarketStatusBar(runtime.state, getattr(runtime.venue, "title", runtime.venue.name))
         self.setStatusBar(self.status)
         self._build_menus()
@@ -89,11 +99,19 @@ class MainWindow(QMainWindow):
         self._saved = False
         self._start_symbol = ""
 
+    def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)  # saveState() keys docks by object name
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
     def _build_menus(self) -> None:
         view = self.menuBar().addMenu("&View")
-        toggle = self.watchlist_dock.toggleViewAction()
-        toggle.setShortcut(QKeySequence("Ctrl+1"))
-        view.addAction(toggle)
+        for i, dock in enumerate((self.watchlist_dock, self.compare_dock, self.health_dock), start=1):
+            toggle = dock.toggleViewAction()
+            toggle.setShortcut(QKeySequence(f"Ctrl+{i}"))
+            view.addAction(toggle)
         view.addSeparator()
         reset = QAction("Reset layout", self)
         reset.triggered.connect(self.reset_layout)
@@ -134,7 +152,8 @@ class MainWindow(QMainWindow):
 
     def reset_layout(self) -> None:
         self.restoreState(self._default_state, LAYOUT_VERSION)
-        self.watchlist_dock.show()
+        for dock in (self.watchlist_dock, self.compare_dock, self.health_dock):
+            dock.show()
 
     # -- running ----------------------------------------------------------------------
 
@@ -161,6 +180,7 @@ class MainWindow(QMainWindow):
         decimals = market.price_decimals if market else 2
         self.watchlist.select_symbol(symbol)
         self.chart.set_symbol(symbol, decimals)
+        self.compare.set_symbol(symbol, decimals)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt API)
         if not self._saved:
@@ -170,6 +190,8 @@ class MainWindow(QMainWindow):
                 log.exception("could not save the window layout")
             self._saved = True
         self.chart.shutdown()
+        self.compare.shutdown()
+        self.health.timer.stop()
         self.watchlist.timer.stop()
         self.status.timer.stop()
         super().closeEvent(event)

@@ -108,15 +108,19 @@ class CcxtVenue:
     ccxt_options: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: ExchangeConfig | None = None, *, guard: Guard | None = None,
-                 exchange: Any = None) -> None:
+                 exchange: Any = None, bus: Any = None) -> None:
         self.config = config or ExchangeConfig()
         self.name = self.exchange_id
         if self.config.testnet and not self.has_testnet:
             raise VenueError(f"{self.title} has no testnet. Turn testnet off for {self.name} in your settings, "
                              "or point rest_url/ws_url at a compatible local server.")
         self.exchange = exchange or self._build_exchange()
-        rate = 1000.0 / max(1.0, float(getattr(self.exchange, "rateLimit", 100) or 100))
-        self.guard = guard or Guard(f"exchange:{self.name}", GuardConfig(rate=rate, burst=max(1.0, rate), call_timeout=self.config.timeout_s + 1))
+        # The guard's token bucket is seeded from ccxt's published rateLimit (ms per request).
+        self.guard = guard or Guard(
+            f"exchange:{self.name}",
+            GuardConfig.from_ccxt(self.exchange, call_timeout=self.config.timeout_s + 1),
+            bus=bus,
+        )
         self.markets: dict[str, Market] = {}
         self._ids: dict[str, str] = {}  # unified symbol -> exchange market id
         self.stream_stats = StreamStats()

@@ -13,31 +13,31 @@ class UnknownVenue(VenueError):
     pass
 
 
-def _sim(config: Any) -> Venue:
+def _sim(config: Any, bus: Any = None) -> Venue:
     from app.venues.sim import SimConfig, SimVenue
 
     return SimVenue(config if isinstance(config, SimConfig) else SimConfig())
 
 
-def _exchange(module: str, cls: str) -> Callable[[Any], Venue]:
-    def build(config: Any) -> Venue:
+def _exchange(module: str, cls: str) -> Callable[..., Venue]:
+    def build(config: Any, bus: Any = None) -> Venue:
         import importlib
 
         from app.venues.ccxt_venue import ExchangeConfig
 
         venue_cls = getattr(importlib.import_module(f"app.venues.{module}"), cls)
-        return venue_cls(config if isinstance(config, ExchangeConfig) else ExchangeConfig())
+        return venue_cls(config if isinstance(config, ExchangeConfig) else ExchangeConfig(), bus=bus)
 
     return build
 
 
-def _mt5(config: Any) -> Venue:
+def _mt5(config: Any, bus: Any = None) -> Venue:
     from app.venues.mt5 import MT5Venue
 
     return MT5Venue(config) if config is not None else MT5Venue()
 
 
-_BUILDERS: dict[str, Callable[[Any], Venue]] = {
+_BUILDERS: dict[str, Callable[..., Venue]] = {
     "sim": _sim,
     "binance": _exchange("binance", "BinanceVenue"),
     "gate": _exchange("gate", "GateVenue"),
@@ -52,10 +52,12 @@ def supported() -> list[str]:
     return sorted(_BUILDERS)
 
 
-def create(name: str, config: Any = None) -> Venue:
-    """Build the venue called `name`; an unknown name is an error listing the supported ones."""
+def create(name: str, config: Any = None, *, bus: Any = None) -> Venue:
+    """Build the venue called `name`; an unknown name is an error listing the supported ones.
+
+    `bus` receives the venue's guard health events (breaker state changes)."""
     key = name.strip().lower()
     builder = _BUILDERS.get(key)
     if builder is None:
         raise UnknownVenue(f"There is no venue called '{name}'. Supported venues: {', '.join(supported())}.")
-    return builder(config)
+    return builder(config, bus)

@@ -74,11 +74,11 @@ class VenueManager:
             spread = vs_buy = vs_sell = None
             if t.bid and t.ask:
                 mid = (t.bid + t.ask) / 2
-                spread = ((t.ask - t.bid) / mid * BPS).quantize(Decimal("0.1"))
+                spread = ((t.ask - t.bid) / mid * BPS).quantize(Decimal("0.01"))
             if t.ask and best_ask:
-                vs_buy = ((t.ask - best_ask) / best_ask * BPS).quantize(Decimal("0.1"))
+                vs_buy = ((t.ask - best_ask) / best_ask * BPS).quantize(Decimal("0.01"))
             if t.bid and best_bid:
-                vs_sell = ((best_bid - t.bid) / best_bid * BPS).quantize(Decimal("0.1"))
+                vs_sell = ((best_bid - t.bid) / best_bid * BPS).quantize(Decimal("0.01"))
             out.append(VenueQuote(q.venue, t, "", spread, vs_buy, vs_sell))
         return out
 

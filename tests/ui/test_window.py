@@ -119,10 +119,10 @@ def test_layout_symbol_and_timeframe_survive_a_restart(open_window, qtbot, tmp_p
     window.show_symbol("SOL/USDT")
     window.chart.set_timeframe("15m")
     window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, window.watchlist_dock)
-    window.resize(780, 540)  # within the offscreen screen (800x600), which restoreGeometry clamps to
+    window.resize(1250, 700)
     qtbot.waitUntil(lambda: window.chart.series is not None and window.chart.series.timeframe == "15m", timeout=10_000)
     size = (window.width(), window.height())
-    assert size[1] == 540
+    assert size == (1250, 700)
     window.close()
     run(qtbot, window.runtime.stop())
 

@@ -1,0 +1,260 @@
+"""Binance spot websocket frames <-> domain events.
+
+Binance serves the same events on raw streams (`/ws/<stream>`, bare payloads)
+and combined streams (`/stream?streams=a/b/c`, payloads wrapped as
+`{"stream": ..., "data": ...}`); `decode` accepts both. Which event a payload
+is comes from its `e` field, except bookTicker, which has none.
+
+Numbers are Binance's strings, parsed straight to Decimal. Source of the
+stream names, payloads and update speeds: Binance spot API docs,
+web-socket-streams.md (github.com/binance/binance-spot-api-docs).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from app.domain import Candle, CandleUpdate, Side, Ticker, Trade
+from app.streams.codecs.common import (
+    BAD_VALUE,
+    JSON,
+    MISSING_FIELD,
+    TRADES_QUIET_SECONDS,
+    UNKNOWN_CHANNEL,
+    UNKNOWN_SYMBOL,
+    UNKNOWN_TIMEFRAME,
+    MalformedFrame,
+    StreamError,
+    dec,
+    int_ms,
+    load_json,
+    market_ids,
+    mid,
+    now_ms,
+    require_channels,
+    reverse_symbols,
+    snippet,
+)
+from app.venues.base import StreamEvent
+
+VENUE = "binance"
+
+INTERVALS = frozenset({"1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M"})
+"""Binance kline intervals; their names already are the unified timeframe names."""
+
+# Events a combined stream may carry that are not StreamEvents (order book
+# deltas): recognised and dropped, so they are not counted as malformed.
+_IGNORED_EVENTS = frozenset({"depthUpdate"})
+
+_INTERVAL_SECONDS = {
+    "ticker": 1.0,  # <symbol>@ticker, "Update Speed: 1000ms"
+    "kline": 2.0,  # <symbol>@kline_<interval>, "2000ms for the other intervals" (1000ms for 1s)
+    "trades": TRADES_QUIET_SECONDS,  # <symbol>@aggTrade, "Real-time": only when someone trades
+}
+
+
+class BinanceCodec:
+    """Frames of one Binance spot connection. `symbols` maps market ids ("BTCUSDT") to unified symbols."""
+
+    venue = VENUE
+    # The server pings (every 20 s in the current docs) and the websockets
+    # library answers with a pong by itself: no application-level ping.
+    ping_interval: float | None = None
+    max_topics_per_connection: int | None = 1024  # "A single connection can listen to a maximum of 1024 streams"
+
+    def __init__(self, symbols: Mapping[str, str]) -> None:
+        self._symbols: dict[str, str] = dict(symbols)
+        self._ids = reverse_symbols(self._symbols)
+        self._handlers: dict[str, Callable[[dict[str, Any]], StreamEvent]] = {
+            "24hrTicker": self._ticker,
+            "24hrMiniTicker": self._mini_ticker,
+            "aggTrade": self._agg_trade,
+            "trade": self._trade,
+            "kline": self._kline,
+        }
+
+    # -- requests -------------------------------------------------------------
+
+    def streams(self, symbols: Sequence[str], channels: Sequence[str], timeframe: str = "1m") -> list[str]:
+        """Stream names, symbol by symbol: `btcusdt@ticker`, `btcusdt@aggTrade`, `btcusdt@kline_1m`."""
+        require_channels(channels)
+        if "kline" in channels and timeframe not in INTERVALS:
+            raise ValueError(f"Binance has no {timeframe!r} klines: use one of {sorted(INTERVALS)}")
+        suffixes = {"ticker": "ticker", "trades": "aggTrade", "kline": f"kline_{timeframe}"}
+        names = [f"{market_id.lower()}@{suffixes[c]}" for market_id in market_ids(self._ids, symbols, VENUE) for c in channels]
+        if len(names) > 1024:
+            raise ValueError(f"{len(names)} streams do not fit one Binance connection (at most 1024): split the symbols")
+        return names
+
+    def stream_path(self, symbols: Sequence[str], channels: Sequence[str], timeframe: str = "1m") -> str:
+        """The combined-stream path to connect to, subscribed from the start: `/stream?streams=a/b/c`."""
+        return "/stream?streams=" + "/".join(self.streams(symbols, channels, timeframe))
+
+    def subscribe_messages(
+        self, symbols: Sequence[str], channels: Sequence[str], timeframe: str = "1m", *, request_id: int = 1
+    ) -> list[str | bytes]:
+        """One SUBSCRIBE request (Binance accepts 5 messages a second, so one message, not one per stream)."""
+        params = self.streams(symbols, channels, timeframe)
+        return [json.dumps({"method": "SUBSCRIBE", "params": params, "id": request_id}, separators=(",", ":"))]
+
+    def interval_seconds(self, channel: str) -> float:
+        require_channels([channel])
+        return _INTERVAL_SECONDS[channel]
+
+    def ping_message(self) -> str | None:
+        return None
+
+    # -- frames ---------------------------------------------------------------
+
+    def decode(self, frame: str | bytes, received_ms: int | None = None) -> list[StreamEvent]:
+        """Events in the frame; [] for acks and order-book events.
+
+        `received_ms` stamps events whose payload has no time (bookTicker); without it
+        the wall clock is used.
+        """
+        msg = load_json(frame)
+        try:
+            if type(msg) is dict:
+                data = msg.get("data")
+                payload = msg if data is None else data
+                if type(payload) is dict:
+                    return self._event(payload, received_ms)
+            elif type(msg) is list:
+                payload = msg
+            else:
+                raise MalformedFrame(JSON, f"not an object: {snippet(frame)}")
+            if type(payload) is not list:
+                raise MalformedFrame(BAD_VALUE, f"data is neither an object nor a list: {snippet(frame)}")
+            events: list[StreamEvent] = []
+            for item in payload:  # the !ticker@arr style streams: an array of payloads
+                events.extend(self._event(item, received_ms))
+            return events
+        except KeyError as exc:
+            raise MalformedFrame(MISSING_FIELD, f"no {exc} in {snippet(frame)}") from None
+        except (TypeError, AttributeError, ValueError) as exc:
+            raise MalformedFrame(BAD_VALUE, f"{exc} in {snippet(frame)}") from None
+
+    def _event(self, d: dict[str, Any], received_ms: int | None) -> list[StreamEvent]:
+        kind = d.get("e")
+        if kind is not None:
+            handler = self._handlers.get(kind)
+            if handler is not None:
+                return [handler(d)]
+            if kind in _IGNORED_EVENTS:
+                return []
+            raise MalformedFrame(UNKNOWN_CHANNEL, f"event {kind!r}")
+        if "u" in d and "b" in d and "a" in d:
+            return [self._book_ticker(d, received_ms)]
+        if "lastUpdateId" in d:  # partial book depth
+            return []
+        if "id" in d and "result" in d:  # {"result": null, "id": 1}: a request succeeded
+            return []
+        error = d.get("error", d)
+        if type(error) is dict and "code" in error and "msg" in error:
+            raise StreamError(VENUE, str(error["code"]), str(error["msg"]))
+        raise MalformedFrame(UNKNOWN_CHANNEL, f"payload with no event type: {sorted(d)[:8]}")
+
+    def _symbol(self, market_id: str) -> str:
+        symbol = self._symbols.get(market_id)
+        if symbol is None:
+            raise MalformedFrame(UNKNOWN_SYMBOL, repr(market_id))
+        return symbol
+
+    def _ticker(self, d: dict[str, Any]) -> Ticker:
+        return Ticker(
+            symbol=self._symbol(d["s"]),
+            ts=int_ms(d["E"]),
+            last=dec(d["c"]),
+            bid=dec(d["b"]),
+            ask=dec(d["a"]),
+            open_24h=dec(d["o"]),
+            high_24h=dec(d["h"]),
+            low_24h=dec(d["l"]),
+            base_volume_24h=dec(d["v"]),
+            quote_volume_24h=dec(d["q"]),
+            venue=VENUE,
+        )
+
+    def _mini_ticker(self, d: dict[str, Any]) -> Ticker:
+        return Ticker(
+            symbol=self._symbol(d["s"]),
+            ts=int_ms(d["E"]),
+            last=dec(d["c"]),
+            open_24h=dec(d["o"]),
+            high_24h=dec(d["h"]),
+            low_24h=dec(d["l"]),
+            base_volume_24h=dec(d["v"]),
+            quote_volume_24h=dec(d["q"]),
+            venue=VENUE,
+        )
+
+    def _book_ticker(self, d: dict[str, Any], received_ms: int | None) -> Ticker:
+        # Best bid/ask only: no trade price and no time. `last` is the mid so a
+        # quote still shows a price; subscribe_messages uses @ticker, so these
+        # arrive only when someone subscribes bookTicker on purpose.
+        bid = dec(d["b"])
+        ask = dec(d["a"])
+        return Ticker(
+            symbol=self._symbol(d["s"]),
+            ts=now_ms() if received_ms is None else received_ms,
+            last=mid(bid, ask),
+            bid=bid,
+            ask=ask,
+            venue=VENUE,
+        )
+
+    def _agg_trade(self, d: dict[str, Any]) -> Trade:
+        return Trade(
+            symbol=self._symbol(d["s"]),
+            ts=int_ms(d["T"]),
+            price=dec(d["p"]),
+            amount=dec(d["q"]),
+            side=_aggressor(d["m"]),
+            id=str(d["a"]),
+            venue=VENUE,
+        )
+
+    def _trade(self, d: dict[str, Any]) -> Trade:
+        return Trade(
+            symbol=self._symbol(d["s"]),
+            ts=int_ms(d["T"]),
+            price=dec(d["p"]),
+            amount=dec(d["q"]),
+            side=_aggressor(d["m"]),
+            id=str(d["t"]),
+            venue=VENUE,
+        )
+
+    def _kline(self, d: dict[str, Any]) -> CandleUpdate:
+        k = d["k"]
+        interval = k["i"]
+        if interval not in INTERVALS:
+            raise MalformedFrame(UNKNOWN_TIMEFRAME, repr(interval))
+        closed = k["x"]
+        if type(closed) is not bool:
+            raise MalformedFrame(BAD_VALUE, f"kline x={closed!r} is not a boolean")
+        return CandleUpdate(
+            symbol=self._symbol(d["s"]),
+            timeframe=interval,
+            candle=Candle(
+                ts=int_ms(k["t"]),
+                open=dec(k["o"]),
+                high=dec(k["h"]),
+                low=dec(k["l"]),
+                close=dec(k["c"]),
+                volume=dec(k["v"]),  # base asset volume ("q" is the quote volume)
+            ),
+            closed=closed,
+            venue=VENUE,
+        )
+
+
+def _aggressor(buyer_is_maker: Any) -> Side:
+    # `m` says the buyer was the resting (maker) order, so the taker sold.
+    if buyer_is_maker is True:
+        return Side.SELL
+    if buyer_is_maker is False:
+        return Side.BUY
+    raise MalformedFrame(BAD_VALUE, f"m={buyer_is_maker!r} is not a boolean")
