@@ -1,0 +1,44 @@
+"""The venue comparison and connection health panels."""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import Qt
+
+from app.resilience.guard import HEALTH_TOPIC, GuardHealth
+from ui.health import COLUMNS as HEALTH_COLUMNS
+
+
+def test_health_panel_shows_each_group_state_failures_and_next_probe(open_window, qtbot) -> None:
+    window = open_window()
+    until = time.time() + 30
+    window.runtime.bus.publish(HEALTH_TOPIC, GuardHealth("exchange:binance", "open", 5, until,
+                                                         "Binance did not answer in time", 12, 3))
+    window.runtime.bus.publish(HEALTH_TOPIC, GuardHealth("exchange:gate", "closed", 0, None, "", 4, 0))
+    model = window.health.health_model
+    qtbot.waitUntil(lambda: model.rowCount() == 2, timeout=3_000)
+
+    def cell(row: int, name: str) -> str:
+        return model.data(model.index(row, HEALTH_COLUMNS.index(name)))
+
+    assert cell(0, "Service") == "exchange:binance"
+    assert cell(0, "State") == "Paused (circuit open)"
+    assert cell(0, "Failures") == "5"
+    assert cell(0, "Next probe") == time.strftime("%H:%M:%S", time.localtime(until))
+    assert cell(0, "Last error") == "Binance did not answer in time"
+    assert cell(1, "State") == "Healthy" and cell(1, "Next probe") == "—"
+    colour = model.data(model.index(0, HEALTH_COLUMNS.index("State")), Qt.ItemDataRole.ForegroundRole)
+    assert colour.name() == "#ef5350"
+
+
+def test_compare_panel_lists_the_current_venue_for_the_selected_symbol(open_window, qtbot) -> None:
+    window = open_window()
+    panel = window.compare
+    qtbot.waitUntil(lambda: panel.model.rowCount() == 1, timeout=10_000)
+    model = panel.model
+    assert model.data(model.index(0, 0)) == "Simulated market"
+    bid = float(model.data(model.index(0, 1)).replace(",", ""))
+    ask = float(model.data(model.index(0, 2)).replace(",", ""))
+    assert 0 < bid < ask
+    assert model.data(model.index(0, 5)) == "0.00 bps"  # the only venue is the best place to buy
