@@ -12,7 +12,7 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, TypeVar, runtime_checkable
@@ -148,18 +148,6 @@ def normalize_venue(venue: object) -> str:
     raise InvalidCredentialsError(
         "A venue must be named by its id, such as 'binance' (lower-case letters, digits and underscores)."
     )
-
-
-def scrub(text: str, values: Iterable[str]) -> str:
-    """`text` with every occurrence of each value (raw or JSON-escaped) replaced by `••••`."""
-    forms: set[str] = set()
-    for value in values:
-        if value:
-            forms.add(value)
-            forms.add(json.dumps(value)[1:-1])
-    for form in sorted(forms, key=len, reverse=True):
-        text = text.replace(form, HIDDEN)
-    return text
 
 
 # --------------------------------------------------------------------------- the store protocol
@@ -476,7 +464,6 @@ class KeyringSecretStore:
             self._call(
                 f"saving the API keys for {venue}",
                 lambda b: b.set_password(self._entry_service(venue), _ENTRY_USER, payload),
-                scrub_values=(creds.api_key, creds.secret, creds.passphrase, payload),
             )
         except SecretStoreError:
             if added:
@@ -523,13 +510,12 @@ class KeyringSecretStore:
         payload = json.dumps({"v": _FORMAT, "venues": sorted(venues)}, separators=(",", ":"))
         self._call("saving the list of venues", lambda b: b.set_password(self.service, _INDEX_USER, payload))
 
-    def _call(self, action: str, fn: Callable[[KeyringBackend], T], scrub_values: Iterable[str] = ()) -> T:
+    def _call(self, action: str, fn: Callable[[KeyringBackend], T]) -> T:
         """Run one keyring call; turn any failure into a `KeyringAccessError` that holds no secret.
 
-        Only keyring's own error messages are quoted (scrubbed of the values
-        being written); other exceptions are named by type, since their text
-        could quote anything. The error is raised outside the `except` block so
-        the original exception is not chained onto it either.
+        The original exception's text is never quoted (a backend may echo what
+        it was given), only its type; and the error is raised outside the
+        `except` block so the original is not chained onto it either.
         """
         backend = self._backend
         if backend is None:
@@ -540,12 +526,6 @@ class KeyringSecretStore:
             failure = KeyringAccessError(
                 f"The system keyring ({self.status.name}) is locked, or the unlock prompt was dismissed, "
                 f"while {action}; unlock it and try again."
-            )
-        except keyring.errors.KeyringError as exc:
-            detail = scrub(str(exc), scrub_values)[:200]
-            failure = KeyringAccessError(
-                f"The system keyring ({self.status.name}) failed while {action}: {type(exc).__name__}"
-                f"{': ' + detail if detail else ''}. Check that it is running and unlocked, then try again."
             )
         except Exception as exc:  # noqa: BLE001  (D-Bus, Keychain and Windows errors all end here)
             failure = KeyringAccessError(
