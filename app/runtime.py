@@ -74,6 +74,7 @@ class Runtime:
         name = venue_name or settings.venue
         self.venue: Venue = venue or factory.create(name, venue_config(name, settings, credentials), bus=self.bus)
         self.manager = VenueManager()
+        self.secrets: Any = None  # the SecretStore once the user (or start-up) opened one
         self.health: dict[str, GuardHealth] = {}  # endpoint group -> its breaker, for the health panel
         self.store: Store | None = None
         self.ui_state: UiStateRepo | None = None

@@ -14,6 +14,7 @@ from app.runtime import Runtime
 from ui.chart import ChartWidget
 from ui.compare import ComparePanel
 from ui.health import HealthView
+from ui.keys_dialog import ApiKeysDialog
 from ui.status import MarketStatusBar
 from ui.watchlist import WatchlistModel, WatchlistView
 
@@ -116,10 +117,20 @@ class MainWindow(QMainWindow):
         reset = QAction("Reset layout", self)
         reset.triggered.connect(self.reset_layout)
         view.addAction(reset)
+        settings_menu = self.menuBar().addMenu("&Settings")
+        keys = QAction("API keys…", self)
+        keys.triggered.connect(self.open_keys_dialog)
+        settings_menu.addAction(keys)
         help_menu = self.menuBar().addMenu("&Help")
         about = QAction(f"Meridian Terminal {__version__}", self)
         about.setEnabled(False)
         help_menu.addAction(about)
+
+    def open_keys_dialog(self) -> ApiKeysDialog:
+        dialog = ApiKeysDialog(self.runtime, self)
+        dialog.open()  # window-modal without a nested event loop (exec() would re-enter asyncio)
+        self.keys_dialog = dialog
+        return dialog
 
     # -- layout persistence ---------------------------------------------------------
 
