@@ -118,7 +118,7 @@ class CircuitOpenError(ResilienceError):
     def __init__(self, message: str, *, group: str, retry_at: float | None, failures: int, last_error: str) -> None:
         super().__init__(message)
         self.group = group
-        self.retry_at = retry_at  # wall-clock epoch seconds when calls are let through again
+        self.retry_at = retry_at  # wall-clock epoch seconds when probes are let through; None while half-open
         self.failures = failures
         self.last_error = last_error
 
@@ -191,9 +191,9 @@ def _classify_ccxt(exc: ccxt.BaseError) -> FailureKind:
         return FailureKind.UNHEALTHY
     if isinstance(exc, ccxt.AuthenticationError):  # PermissionDenied, AccountSuspended, AccountNotEnabled
         return FailureKind.AUTH
-    if isinstance(exc, ccxt.ExchangeError):
-        return FailureKind.BUSINESS
-    return FailureKind.BUSINESS  # UnsubscribeError and other client-side ccxt errors
+    # Every other ExchangeError (the venue answered and refused), plus client-side
+    # ccxt errors such as UnsubscribeError.
+    return FailureKind.BUSINESS
 
 
 def _classify_smtp(exc: smtplib.SMTPException) -> FailureKind:

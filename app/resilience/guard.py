@@ -196,6 +196,7 @@ class Guard:
             raise ValueError(f"a call must cost a positive number of tokens; found {cost!r}")
         attempt = 0
         transient_retries = 0
+        delay = 0.0
         while True:
             attempt += 1
             try:
@@ -212,6 +213,7 @@ class Guard:
                     transient_retries += 1
                 delay = self.retry.delay(attempt - 1, self._rng)
                 _log.info("%s: retrying %s in %.2f s after %s", self.group, what or "a call", delay, describe_error(exc))
+            # Slept outside the except block, so a later failure is not chained to this one.
             await self._sleep(delay)
 
     async def _attempt(self, fn: Callable[[], Awaitable[T]], cost: float, what: str) -> T:

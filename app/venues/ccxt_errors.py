@@ -2,14 +2,17 @@
 
 ccxt puts the exchange's raw response, and for network errors the request URL,
 into its messages. A signed request's URL carries the signature and sometimes the
-key in its query string, so messages are scrubbed before they go anywhere.
+key in its query string, so messages are scrubbed (`app.resilience.errors.scrub`)
+before they go anywhere.
 """
 
 from __future__ import annotations
 
-import re
+import json
 
 import ccxt
+
+from app.resilience.errors import ResilienceError, scrub
 
 from app.venues.base import (
     InsufficientFunds,
@@ -21,28 +24,31 @@ from app.venues.base import (
     VenueUnavailable,
 )
 
-_QUERY = re.compile(r"\?[^\s\"']*")
-_SECRETS = re.compile(r"(?i)(api[-_]?key|secret|signature|passphrase|password|token|sign|key)([\"']?\s*[:=]\s*[\"']?)[^\s,&\"'}]+")
-
-
-def scrub(text: str) -> str:
-    """Drop query strings and anything that looks like a credential value."""
-    return _SECRETS.sub(r"\1\2***", _QUERY.sub("?…", text))[:400]
-
-
 def exchange_detail(exc: BaseException, exchange_id: str) -> str:
     """The exchange's own words, without ccxt's 'binance ' prefix and without secrets."""
     text = str(exc)
     if text.startswith(exchange_id + " "):
         text = text[len(exchange_id) + 1 :]
+    start = text.find("{")
+    if start >= 0:  # exchanges answer {"code": -2010, "msg": "..."} (Gate: "label"/"message"): keep the words
+        try:
+            body = json.loads(text[start:])
+            words = body.get("msg") or body.get("message") or body.get("label") if isinstance(body, dict) else None
+            if words:
+                code = body.get("code")
+                text = f"{words} (code {code})" if code not in (None, "") else str(words)
+        except ValueError:
+            pass
     return scrub(text.strip()) or type(exc).__name__
 
 
 def to_venue_error(exc: BaseException, title: str, exchange_id: str) -> VenueError:
     """Map one ccxt exception (order of checks matters: ccxt's classes inherit from each other)."""
-    detail = exchange_detail(exc, exchange_id)
     if isinstance(exc, VenueError):
         return exc
+    if isinstance(exc, ResilienceError):
+        return VenueUnavailable(str(exc))  # the guard's own refusal is already a sentence for the user
+    detail = exchange_detail(exc, exchange_id)
     if isinstance(exc, ccxt.InsufficientFunds):
         return InsufficientFunds(f"{title} says the balance is too low for this order ({detail}).")
     if isinstance(exc, ccxt.OrderNotFound):
