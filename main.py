@@ -66,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         runtime = Runtime(loaded.settings, paths, venue_name=args.venue)
     except VenueError as exc:
         print(exc, file=sys.stderr)
+        if args.command is None and not args.smoke_test:
+            from ui.app import show_startup_error
+
+            show_startup_error(str(exc))  # someone who started the window should see why it did not open
         return 2
     runtime.notices.extend(problems)
 

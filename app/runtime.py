@@ -57,7 +57,16 @@ def venue_config(name: str, settings: Settings, credentials: Any = None) -> Any:
             passphrase=getattr(credentials, "passphrase", "") or "",
         )
     if name == "mt5":
-        return settings.venues.mt5
+        from app.venues.mt5 import MT5Config
+
+        mt5 = settings.venues.mt5
+        return MT5Config(
+            path=mt5.terminal_path or None,
+            login=mt5.login or None,
+            password=getattr(credentials, "secret", "") or "",  # the account password lives in the keyring
+            server=mt5.server or None,
+            poll_interval_ms=mt5.poll_ms,
+        )
     return None
 
 

@@ -104,6 +104,12 @@ async def _run_window(app: QApplication, runtime: Runtime, smoke: SmokeTest | No
     return 0
 
 
+def show_startup_error(text: str) -> None:
+    """Before any loop runs, a plain modal box is safe."""
+    make_application()
+    QMessageBox.critical(None, "Meridian Terminal", text)
+
+
 def run_window(runtime: Runtime, smoke: SmokeTest | None = None) -> int:
     """Open the terminal and block until it closes; returns the process exit code."""
     app = make_application()

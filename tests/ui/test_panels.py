@@ -42,3 +42,14 @@ def test_compare_panel_lists_the_current_venue_for_the_selected_symbol(open_wind
     ask = float(model.data(model.index(0, 2)).replace(",", ""))
     assert 0 < bid < ask
     assert model.data(model.index(0, 5)) == "0.00 bps"  # the only venue is the best place to buy
+
+
+def test_adding_a_venue_that_cannot_run_here_says_why_next_to_the_button(open_window, qtbot) -> None:
+    window = open_window()
+    panel = window.compare
+    panel.venue_box.setCurrentIndex(panel.venue_box.findData("mt5"))
+    qtbot.mouseClick(panel.add_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "runs only on Windows" in panel.message.text(), timeout=10_000)
+    assert panel.message.isVisible() and panel.add_button.isEnabled()
+    assert "Traceback" not in panel.message.text()
+    assert "mt5" not in window.runtime.manager.venues
