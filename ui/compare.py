@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import shiboken6
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, QTimer
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
@@ -119,6 +120,7 @@ class ComparePanel(QWidget):
         column.addWidget(self.message)
         column.addWidget(self.table, 1)
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
         self.refreshes = 0
         self.timer = QTimer(self)
         self.timer.setInterval(int(refresh_s * 1000))
@@ -130,13 +132,13 @@ class ComparePanel(QWidget):
         self.refresh()
 
     def refresh(self) -> None:
-        if not self.symbol or (self._task is not None and not self._task.done()):
+        if self._closed or not self.symbol or (self._task is not None and not self._task.done()):
             return
         self._task = asyncio.ensure_future(self._refresh(self.symbol))
 
     async def _refresh(self, symbol: str) -> None:
         quotes = await self.runtime.manager.compare(symbol)
-        if symbol == self.symbol:
+        if not self._closed and shiboken6.isValid(self.model) and symbol == self.symbol:
             self.model.set_quotes(quotes, self.decimals)
             self.refreshes += 1
 
@@ -151,9 +153,12 @@ class ComparePanel(QWidget):
             await self.runtime.add_venue(name)
             self._say("")
         except Exception as exc:  # the reason goes next to the button, never a traceback
-            self._say(str(exc))
+            if shiboken6.isValid(self.message):
+                self._say(str(exc))
+            return
         finally:
-            self.add_button.setEnabled(True)
+            if shiboken6.isValid(self.add_button):
+                self.add_button.setEnabled(True)
         self.refresh()
 
     def _say(self, text: str) -> None:
@@ -161,6 +166,7 @@ class ComparePanel(QWidget):
         self.message.setVisible(bool(text))
 
     def shutdown(self) -> None:
+        self._closed = True
         self.timer.stop()
         if self._task is not None and not self._task.done():
             self._task.cancel()

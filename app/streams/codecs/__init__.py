@@ -7,6 +7,7 @@ package import takes most of a second.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from app.streams.codecs.common import FrameCodec, MalformedFrame, StreamError
@@ -33,7 +34,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def codec_for(venue: str, symbols: Any) -> FrameCodec:
+def codec_for(venue: str, symbols: Mapping[str, str]) -> FrameCodec:
     """The codec for `venue` ("binance", "gate", "mexc"), built with its market id -> symbol map."""
     for name, (_, venue_name) in _CLASSES.items():
         if venue_name == venue:

@@ -44,9 +44,10 @@ VENUE = "binance"
 INTERVALS = frozenset({"1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M"})
 """Binance kline intervals; their names already are the unified timeframe names."""
 
-# Events a combined stream may carry that are not StreamEvents (order book
-# deltas): recognised and dropped, so they are not counted as malformed.
-_IGNORED_EVENTS = frozenset({"depthUpdate"})
+# Events a stream may carry that are not StreamEvents: recognised and dropped,
+# so they are not counted as malformed. serverShutdown announces a close that
+# the connection layer sees and reconnects from anyway.
+_IGNORED_EVENTS = frozenset({"depthUpdate", "serverShutdown"})
 
 _INTERVAL_SECONDS = {
     "ticker": 1.0,  # <symbol>@ticker, "Update Speed: 1000ms"

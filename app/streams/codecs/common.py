@@ -106,14 +106,21 @@ class FrameCodec(Protocol):
 # price as a bare number still never passes through float.
 _DECODER = json.JSONDecoder(parse_float=Decimal)
 _decode_json = _DECODER.decode
+_scan_json = _DECODER.scan_once  # the C scanner itself: skips decode()'s two whitespace regex passes
 
 
 def load_json(frame: str | bytes) -> Any:
     """The parsed frame; raises MalformedFrame(JSON) for anything but JSON text."""
     try:
-        if not isinstance(frame, str):
+        if type(frame) is not str:
             frame = frame.decode("utf-8")
-        return _decode_json(frame)
+        try:
+            value, end = _scan_json(frame, 0)
+        except StopIteration:  # leading whitespace, or no JSON value at all: let decode() sort it out
+            return _decode_json(frame)
+        if end != len(frame):  # trailing whitespace, or extra data after the value
+            return _decode_json(frame)
+        return value
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
         raise MalformedFrame(JSON, f"{exc}: {snippet(frame)}") from None
 
@@ -142,7 +149,7 @@ def int_ms(value: Any) -> int:
         return value
     if isinstance(value, str):
         head = value.partition(".")[0]
-        if head.isdigit():
+        if head.isdecimal():
             return int(head)
     raise MalformedFrame(BAD_NUMBER, f"{value!r} is not a timestamp")
 
