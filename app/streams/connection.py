@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -53,7 +53,9 @@ class StreamSpec:
     silence_after: float = 30.0
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
-    app_ping: str | bytes | None = None  # an exchange-level keepalive message, if the exchange wants one
+    # An exchange-level keepalive, if the exchange wants one: a message, or a function that builds a fresh
+    # one each time (Gate's ping carries the current time).
+    app_ping: str | bytes | Callable[[], str | bytes | None] | None = None
     app_ping_interval: float = 20.0
     open_timeout: float = 10.0
     label: str = "stream"  # names the venue in sentences
@@ -111,11 +113,13 @@ async def stream_events(spec: StreamSpec, codec: Codec, stats: StreamStats | Non
             await asyncio.wait_for(ws.close(), 2)
 
 
-async def _app_pings(ws: Any, message: str | bytes, interval: float) -> None:
+async def _app_pings(ws: Any, message: str | bytes | Callable[[], str | bytes | None], interval: float) -> None:
     with contextlib.suppress(ConnectionClosed, OSError):
         while True:
             await asyncio.sleep(interval)
-            await ws.send(message)
+            payload = message() if callable(message) else message
+            if payload is not None:
+                await ws.send(payload)
 
 
 def _reason(exc: BaseException) -> str:

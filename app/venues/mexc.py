@@ -42,7 +42,7 @@ class MexcVenue(CcxtVenue):
             url=self.config.ws_url or self.ws_base,
             subscribe=codec.subscribe_messages(symbols, CHANNELS),
             silence_after=interval * self.config.silence_multiple,
-            app_ping=codec.ping_message(),
-            app_ping_interval=codec.ping_interval,
+            app_ping=codec.ping_message,
+            app_ping_interval=codec.ping_interval or 20.0,
             label=self.title,
         )

@@ -172,11 +172,18 @@ class GateCodec:
         return symbol
 
     def _ticker(self, frame_ms: int, r: dict[str, Any]) -> Ticker:
-        # No open price on this channel (only change_percentage), so open_24h stays None.
+        # No open price on this channel, only change_percentage: the open is derived from it (to the
+        # last price's precision) so the watchlist can show the 24h change like every other venue's.
+        last = dec(r["last"])
+        change = opt_dec(r.get("change_percentage"))
+        open_24h = None
+        if change is not None and change > -100:
+            open_24h = (last / (1 + change / 100)).quantize(last) if last else None
         return Ticker(
             symbol=self._symbol(r["currency_pair"]),
             ts=frame_ms,
-            last=dec(r["last"]),
+            last=last,
+            open_24h=open_24h,
             bid=opt_dec(r.get("highest_bid")),  # "" when that side of the book is empty
             ask=opt_dec(r.get("lowest_ask")),
             high_24h=dec(r["high_24h"]),
