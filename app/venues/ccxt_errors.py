@@ -72,4 +72,6 @@ def to_venue_error(exc: BaseException, title: str, exchange_id: str) -> VenueErr
         return VenueUnavailable(f"{title} cannot be reached ({detail}); check your connection. Retrying automatically.")
     if isinstance(exc, ccxt.ExchangeError):
         return VenueError(f"{title} refused the request: {detail}")
+    if isinstance(exc, ccxt.OperationFailed):  # e.g. Binance's -1001 on a 500: the exchange failed, not us
+        return VenueUnavailable(f"{title} failed to handle the request ({detail}); try again in a moment.")
     return VenueError(f"{title}: unexpected error ({type(exc).__name__}: {detail}).")

@@ -16,24 +16,18 @@ CHANNELS = ("ticker", "trades")
 class GateVenue(CcxtVenue):
     exchange_id = "gate"
     title = "Gate.io"
-    rest_hosts = ("https://api.gateio.ws/api/v4",)
+    rest_hosts = ("https://api.gateio.ws",)
     ws_base = "wss://api.gateio.ws/ws/v4/"
     ws_testnet = "wss://ws-testnet.gate.com/v4/ws/spot"
     ccxt_options: ClassVar[dict[str, Any]] = {
         "defaultType": "spot",
         "fetchMarkets": {"types": ["spot"]},
         "fetchCurrencies": False,
+        "unifiedAccount": False,  # skips a signed /account/detail probe on every start with keys
     }
 
-    def _build_exchange(self) -> Any:
-        exchange = super()._build_exchange()
-        if self.config.rest_url:
-            # Gate's URLs carry /api/v4 in the base: a local server serves the same paths under its root.
-            exchange.urls["api"] = _rebase_v4(exchange.urls["api"], self.config.rest_url.rstrip("/") + "/api/v4")
-        return exchange
-
     def testnet_hosts(self, exchange: Any) -> tuple[str, ...]:
-        return ("https://api-testnet.gateapi.io/api/v4",)
+        return ("https://api-testnet.gateapi.io",)
 
     def order_params(self, request: OrderRequest) -> dict[str, Any]:
         params = super().order_params(request)
@@ -65,11 +59,3 @@ class GateVenue(CcxtVenue):
             label=self.title,
         )
 
-
-def _rebase_v4(tree: Any, new: str) -> Any:
-    if isinstance(tree, str):
-        marker = "/api/v4"
-        return new + tree.split(marker, 1)[1] if marker in tree else tree
-    if isinstance(tree, dict):
-        return {k: _rebase_v4(v, new) for k, v in tree.items()}
-    return tree

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
+from decimal import Decimal
 from typing import Any, ClassVar
 
-from app.domain import OrderRequest
+from app.domain import OrderRequest, Ticker
 from app.streams.codecs.mexc import MexcCodec
 from app.streams.connection import StreamSpec
+from app.venues.base import StreamEvent
 from app.venues.ccxt_venue import CcxtVenue
 
-CHANNELS = ("ticker", "trades")
+CHANNELS = ("ticker", "trades", "quotes")
 
 
 class MexcVenue(CcxtVenue):
@@ -35,6 +38,19 @@ class MexcVenue(CcxtVenue):
 
     def codec(self) -> MexcCodec:
         return MexcCodec(self.market_ids())
+
+    async def watch(self, symbols: Sequence[str]) -> AsyncIterator[StreamEvent]:  # type: ignore[override]
+        """miniTicker has the last price and 24h statistics but no bid/ask; bookTicker has only bid/ask.
+        Quotes are kept per symbol and merged into each ticker, so the watchlist gets one full row."""
+        quotes: dict[str, tuple[Decimal | None, Decimal | None]] = {}
+        async for event in super().watch(symbols):
+            if isinstance(event, Ticker):
+                if event.high_24h is None:  # a bookTicker: remember it, it is not a price print
+                    quotes[event.symbol] = (event.bid, event.ask)
+                    continue
+                bid, ask = quotes.get(event.symbol, (None, None))
+                event = replace(event, bid=bid, ask=ask)
+            yield event
 
     def stream_spec(self, codec: MexcCodec, symbols: Sequence[str]) -> StreamSpec:
         interval = codec.interval_seconds("ticker")

@@ -133,6 +133,7 @@ def test_mini_ticker(codec: MexcCodec) -> None:
     (ticker,) = codec.decode(encode(MINI_TICKER))
     assert ticker == Ticker(
         symbol="MX/USDT", ts=1755076752201, last=Decimal("2.5174"), high_24h=Decimal("2.6299"), low_24h=Decimal("2.302"),
+        open_24h=Decimal("2.3383"),  # derived from rate 0.0766 (a fraction: +7.66 %): 2.5174 / 1.0766
         base_volume_24h=Decimal("4638390.17"),  # `quantity`: MEXC's `volume` is the quote turnover
         quote_volume_24h=Decimal("11336518.0264"), venue="mexc",
     )
@@ -238,3 +239,12 @@ def test_intervals_and_keepalive(codec: MexcCodec) -> None:
 def test_the_package_builds_the_mexc_codec_by_name() -> None:
     codec = codec_for("mexc", SYMBOLS)
     assert isinstance(codec, MexcCodec) and codec.decode(encode(MINI_TICKER))[0].symbol == "MX/USDT"
+
+
+def test_quotes_channel_subscribes_book_tickers_beside_mini_tickers(codec: MexcCodec) -> None:
+    topics = codec.topics(["BTC/USDT"], ["ticker", "trades", "quotes"])
+    assert topics == [
+        "spot@public.miniTicker.v3.api.pb@BTCUSDT@24H",
+        "spot@public.aggre.deals.v3.api.pb@100ms@BTCUSDT",
+        "spot@public.aggre.bookTicker.v3.api.pb@100ms@BTCUSDT",
+    ]

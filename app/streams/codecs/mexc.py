@@ -99,6 +99,10 @@ class MexcCodec:
     # -- requests -------------------------------------------------------------
 
     def topics(self, symbols: Sequence[str], channels: Sequence[str], timeframe: str = "1m") -> list[str]:
+        # "quotes" (best bid/ask, aggre.bookTicker) is MEXC-only: miniTicker carries no bid or ask, so a
+        # venue that wants both subscribes to both and merges them (app/venues/mexc.py).
+        quotes = "quotes" in channels
+        channels = [c for c in channels if c != "quotes"]
         require_channels(channels)
         interval = _MEXC_INTERVALS.get(timeframe)
         if "kline" in channels and interval is None:
@@ -112,6 +116,8 @@ class MexcCodec:
                     names.append(f"spot@public.aggre.deals.v3.api.pb@100ms@{market_id}")
                 else:
                     names.append(f"spot@public.kline.v3.api.pb@{market_id}@{interval}")
+            if quotes:
+                names.append(f"spot@public.aggre.bookTicker.v3.api.pb@100ms@{market_id}")
         if len(names) > 30:
             raise ValueError(f"{len(names)} topics do not fit one MEXC connection (at most 30): split the symbols")
         return names
@@ -273,11 +279,20 @@ def _pdec(value: str, name: str) -> Decimal:
 def _mini(symbol: str, t: Any, event_ms: int) -> Ticker:
     # MEXC's naming is the reverse of Binance's: `volume` is the quote turnover and
     # `quantity` the base volume (docs: "Rolling turnover amount" / "Rolling trading volume").
-    # There is no open price (only the change rate) and no bid/ask on this topic.
+    # There is no bid/ask on this topic, and no open price: only `rate`, the 24h change as a fraction
+    # (like the REST ticker's priceChangePercent, which ccxt multiplies by 100). The open is derived from
+    # it, to the last price's precision, so the watchlist shows the 24h change like other venues'.
+    last = _pdec(t.price, "price")
+    open_24h = None
+    if t.rate:
+        rate = dec(t.rate)
+        if rate > -1 and last:
+            open_24h = (last / (1 + rate)).quantize(last)
     return Ticker(
         symbol=symbol,
         ts=event_ms,
-        last=_pdec(t.price, "price"),
+        last=last,
+        open_24h=open_24h,
         high_24h=_pdec(t.high, "high"),
         low_24h=_pdec(t.low, "low"),
         base_volume_24h=_pdec(t.quantity, "quantity"),
