@@ -153,9 +153,28 @@ class CcxtVenue:
 
     # -- guarded calls --------------------------------------------------------------------
 
+    def _with_retry_after(self, fn: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+        """ccxt's exceptions carry no headers: copy a 429/418's Retry-After onto the exception so the
+        guard's breaker stays open exactly as long as the exchange asked."""
+
+        async def call() -> T:
+            try:
+                return await fn()
+            except (ccxt.RateLimitExceeded, ccxt.DDoSProtection) as exc:
+                headers = getattr(self.exchange, "last_response_headers", None) or {}
+                value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+                try:
+                    if value is not None:
+                        exc.retry_after = float(value)  # type: ignore[attr-defined]
+                except ValueError:
+                    pass  # an HTTP date: the guard's own parsing handles what it can
+                raise
+
+        return call
+
     async def _call(self, what: str, fn: Callable[[], Awaitable[T]], *, idempotent: bool = True) -> T:
         try:
-            return await self.guard.call(fn, idempotent=idempotent, what=what)
+            return await self.guard.call(self._with_retry_after(fn), idempotent=idempotent, what=what)
         except VenueError:
             raise
         except Exception as exc:
@@ -355,8 +374,8 @@ class CcxtVenue:
         params = self.order_params(request)
         try:
             raw = await self.guard.call(
-                lambda: self.exchange.create_order(request.symbol, ccxt_type, request.side.value,
-                                                   float(request.amount), price, params),
+                self._with_retry_after(lambda: self.exchange.create_order(
+                    request.symbol, ccxt_type, request.side.value, float(request.amount), price, params)),
                 idempotent=False,
                 what="create order",
             )

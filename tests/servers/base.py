@@ -453,6 +453,7 @@ class Faults:
         self._stop, self._start = stop, start
         self._rules: list[_Rule] = []
         self._delays: list[tuple[float, _Rule]] = []
+        self._late_answers: list[tuple[float, _Rule]] = []
         self.refused = False
 
     def next_status(self, status: int, times: int | None = 1, *, path: str | None = None,
@@ -468,7 +469,13 @@ class Faults:
         self.next_status(418, times, path=path, retry_after=retry_after)
 
     def delay(self, seconds: float, times: int | None = None, *, path: str | None = None) -> None:
+        """Wait `seconds` before handling: a client that gives up first leaves nothing done."""
         self._delays.append((seconds, _Rule(0, times, path)))
+
+    def lose_answer(self, seconds: float, times: int | None = 1, *, path: str | None = None) -> None:
+        """Handle the request, then wait `seconds` before answering: a client that gives up first never
+        learns that its order was placed (the case reconciliation by client order id exists for)."""
+        self._late_answers.append((seconds, _Rule(0, times, path)))
 
     async def refuse(self) -> None:
         """Stop listening and drop open connections: new requests get ECONNREFUSED."""
@@ -484,6 +491,7 @@ class Faults:
     def clear(self) -> None:
         self._rules.clear()
         self._delays.clear()
+        self._late_answers.clear()
 
     def _take(self, path: str) -> _Rule | None:
         for rule in self._rules:
@@ -492,8 +500,11 @@ class Faults:
                 return rule
         return None
 
-    def _take_delay(self, path: str) -> float:
-        for seconds, rule in self._delays:
+    def _take_late_answer(self, path: str) -> float:
+        return self._take_delay(path, self._late_answers)
+
+    def _take_delay(self, path: str, delays: list[tuple[float, _Rule]] | None = None) -> float:
+        for seconds, rule in self._delays if delays is None else delays:
             if rule.matches(path):
                 rule.consume()
                 return seconds
@@ -751,6 +762,9 @@ class VenueServer:
                 self.errors.append(exc)
                 raise
         self.requests.append(RequestRecord(request.method, path, names, signed, response.status))
+        late = self.faults._take_late_answer(path)
+        if late:
+            await asyncio.sleep(late)  # done already; only the answer is late
         return response
 
     @staticmethod
