@@ -122,7 +122,7 @@ class Runtime:
         missing = [s for s in wanted if s not in self.markets]
         if missing:
             self.notices.append(
-                f"{self.venue.name} does not list {', '.join(missing)}; "
+                f"{getattr(self.venue, 'title', self.venue.name)} does not list {', '.join(missing)}; "
                 "they are left out of the watchlist. Edit [watchlist] symbols in your settings to change it."
             )
         if not self.watchlist:
@@ -159,6 +159,19 @@ class Runtime:
 
     def _on_health(self, event: Event) -> None:
         self.health[event.payload.group] = event.payload
+
+    def healths(self) -> list[GuardHealth]:
+        """Every guarded service's current state, including healthy ones that never changed state
+        (a breaker publishes only its changes), with live call counts."""
+        seen = dict(self.health)
+        for venue in self.manager.venues.values():
+            guard = getattr(venue, "guard", None)
+            if guard is not None:
+                seen[guard.group] = guard.health()
+        guard = getattr(self.venue, "guard", None)
+        if guard is not None:
+            seen[guard.group] = guard.health()
+        return [seen[k] for k in sorted(seen)]
 
     async def add_venue(self, name: str) -> None:
         """Connect another venue for the comparison (public data; keys if the user stored some)."""

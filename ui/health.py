@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, QTimer
 from PySide6.QtGui import QColor
@@ -17,15 +18,15 @@ Index = QModelIndex | QPersistentModelIndex
 
 
 class HealthModel(QAbstractTableModel):
-    """Rows from `runtime.health` (group -> GuardHealth), re-read on a timer."""
+    """Rows from `healths()` (a list of GuardHealth), re-read on a timer."""
 
-    def __init__(self, health: dict, parent: QWidget | None = None) -> None:
+    def __init__(self, healths: Callable[[], list], parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.health = health
+        self.healths = healths
         self.rows: list = []
 
     def refresh(self) -> None:
-        rows = [self.health[k] for k in sorted(self.health)]
+        rows = self.healths()
         if rows != self.rows:
             self.beginResetModel()
             self.rows = rows
@@ -71,9 +72,9 @@ class HealthModel(QAbstractTableModel):
 
 
 class HealthView(QTableView):
-    def __init__(self, health: dict, parent: QWidget | None = None) -> None:
+    def __init__(self, healths: Callable[[], list], parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.health_model = HealthModel(health, self)
+        self.health_model = HealthModel(healths, self)
         self.setModel(self.health_model)
         self.verticalHeader().setVisible(False)
         self.setShowGrid(False)

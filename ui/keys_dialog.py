@@ -155,6 +155,7 @@ class ApiKeysDialog(QDialog):
                 self.vault_radio.setChecked(True)
                 self.use_button.setText("Unlock")
             self.choice.show()
+            self.adjustSize()  # make room for the choice instead of squeezing the form
 
     @staticmethod
     def _store_text(kind: str) -> str:
@@ -179,6 +180,7 @@ class ApiKeysDialog(QDialog):
         self.choice.hide()
         self.status_label.setText(self._store_text(self.runtime.secrets.kind))
         await self._enable_form()
+        self.adjustSize()
 
     async def _enable_form(self) -> None:
         self.form.setEnabled(True)

@@ -87,7 +87,7 @@ class MainWindow(QMainWindow):
 
         self.compare = ComparePanel(runtime)
         self.compare_dock = self._dock("Compare venues", "dock.compare", self.compare, Qt.DockWidgetArea.BottomDockWidgetArea)
-        self.health = HealthView(runtime.health)
+        self.health = HealthView(runtime.healths)
         self.health_dock = self._dock("Connection health", "dock.health", self.health, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.tabifyDockWidget(self.compare_dock, self.health_dock)
         self.compare_dock.raise_()

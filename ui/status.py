@@ -41,6 +41,9 @@ class MarketStatusBar(QStatusBar):
         conn = self.state.connection
         colour = STATE_COLOURS.get(conn.state, theme.MUTED)
         text = conn.state.value.capitalize()
+        if conn.state is ConnectionState.RECONNECTING and conn.retry_at is not None:
+            wait = conn.retry_at - time.time()
+            text = f"Reconnecting in {wait:.0f} s" if wait >= 1 else "Reconnecting…"
         if conn.detail:
             text += f" — {conn.detail}"
         self.connection_label.setText(f'<span style="color:{colour}">●</span> {text}')

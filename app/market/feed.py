@@ -43,6 +43,7 @@ class ConnectionStatus:
     state: ConnectionState
     detail: str = ""
     ts: float = 0.0
+    retry_at: float | None = None  # wall-clock time of the next attempt while reconnecting
 
 
 class MarketFeed:
@@ -73,11 +74,11 @@ class MarketFeed:
         self.events = 0
         self._tasks: list[asyncio.Task[None]] = []
 
-    def _set(self, state: ConnectionState, detail: str = "") -> None:
+    def _set(self, state: ConnectionState, detail: str = "", retry_at: float | None = None) -> None:
         if state is self.state and not detail:
             return
         self.state = state
-        self.bus.publish(TOPIC_CONNECTION, ConnectionStatus(self.venue.name, state, detail, time.time()))
+        self.bus.publish(TOPIC_CONNECTION, ConnectionStatus(self.venue.name, state, detail, time.time(), retry_at))
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -134,7 +135,7 @@ class MarketFeed:
                 attempt += 1
                 delay = random.uniform(0, min(self.backoff_cap, self.backoff_base * 2**attempt))
                 log.warning("%s stream failed (%s); reconnecting in %.1f s", self.venue.name, exc, delay)
-                self._set(ConnectionState.RECONNECTING, f"{exc}; retrying in {delay:.0f} s")
+                self._set(ConnectionState.RECONNECTING, str(exc), retry_at=time.time() + delay)
                 await asyncio.sleep(delay)
 
     def _backfill(self) -> None:

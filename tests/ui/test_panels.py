@@ -53,3 +53,17 @@ def test_adding_a_venue_that_cannot_run_here_says_why_next_to_the_button(open_wi
     assert panel.message.isVisible() and panel.add_button.isEnabled()
     assert "Traceback" not in panel.message.text()
     assert "mt5" not in window.runtime.manager.venues
+
+
+def test_status_bar_counts_down_to_the_next_reconnect(open_window, qtbot) -> None:
+    from app.market.feed import TOPIC_CONNECTION, ConnectionState, ConnectionStatus
+
+    window = open_window()
+    window.runtime.feed._tasks and [t.cancel() for t in window.runtime.feed._tasks]  # freeze the live feed
+    qtbot.wait(100)
+    window.runtime.bus.publish(TOPIC_CONNECTION, ConnectionStatus(
+        "sim", ConnectionState.RECONNECTING, "The Binance stream closed (code 1001); reconnecting.",
+        time.time(), time.time() + 12.4))
+    label = window.status.connection_label
+    qtbot.waitUntil(lambda: "Reconnecting in 1" in label.text(), timeout=3_000)
+    assert "code 1001" in label.text()
