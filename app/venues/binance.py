@@ -49,8 +49,8 @@ class BinanceVenue(CcxtVenue):
         return StreamSpec(
             url=base + codec.stream_path(symbols, CHANNELS),
             silence_after=interval * self.config.silence_multiple,
-            ping_interval=20.0,  # Binance pings every 20 s and expects pongs; we also ping it
-            ping_timeout=20.0,
+            ping_interval=self.config.ping_interval_s,  # Binance pings every 20 s too and expects pongs
+            ping_timeout=self.config.ping_interval_s,
             label=self.title,
         )
 

@@ -61,6 +61,7 @@ class ExchangeConfig:
     passphrase: str = ""
     timeout_s: float = 10.0
     silence_multiple: float = 10.0  # a stream silent for this many normal intervals is reconnected
+    ping_interval_s: float = 20.0  # protocol pings; a pong later than this closes the connection
 
     def __repr__(self) -> str:  # never print credentials
         return f"ExchangeConfig(testnet={self.testnet}, rest_url={self.rest_url!r}, ws_url={self.ws_url!r}, keys={'yes' if self.api_key else 'no'})"

@@ -56,6 +56,8 @@ class GateVenue(CcxtVenue):
             silence_after=interval * self.config.silence_multiple,
             app_ping=codec.ping_message,
             app_ping_interval=codec.ping_interval or 20.0,
+            ping_interval=self.config.ping_interval_s,
+            ping_timeout=self.config.ping_interval_s,
             label=self.title,
         )
 

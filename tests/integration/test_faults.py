@@ -210,3 +210,23 @@ async def test_refused_connections_are_retried_until_the_exchange_is_back(tmp_pa
             await _wait(lambda: runtime.feed.state is ConnectionState.LIVE, 15)
         finally:
             await runtime.stop()
+
+
+async def test_a_server_that_stops_answering_pings_is_disconnected_and_reconnected(tmp_path: Path) -> None:
+    from dataclasses import replace as dc_replace
+
+    async with BinanceServer(rate=20.0) as srv:
+        venue = make_venue("binance", srv, keys=False)
+        venue.config = dc_replace(venue.config, ping_interval_s=0.3)
+        runtime = _runtime(tmp_path, venue)
+        try:
+            await runtime.start()
+            runtime.feed.backoff_base = 0.05
+            await _wait(lambda: runtime.feed.state is ConnectionState.LIVE, 10)
+            connects = venue.stream_stats.connects
+            srv.ws_faults.drop_pongs(True)
+            await _wait(lambda: venue.stream_stats.connects > connects, 10)  # pong overdue: closed and reopened
+            srv.ws_faults.drop_pongs(False)
+            await _wait(lambda: runtime.feed.state is ConnectionState.LIVE, 10)
+        finally:
+            await runtime.stop()
