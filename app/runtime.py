@@ -15,7 +15,7 @@ import numpy as np
 
 from app.bus import Event, EventBus
 from app.market.candles import CandleArrays, CandleSeries, CandleStore
-from app.market.feed import TOPIC_CONNECTION, TOPIC_PRICE, TOPIC_TRADE, MarketFeed
+from app.market.feed import TOPIC_CANDLE, TOPIC_CONNECTION, TOPIC_PRICE, TOPIC_TRADE, MarketFeed
 from app.market.state import MarketState
 from app.paths import AppPaths
 from app.settings import SimSettings, Settings
@@ -109,6 +109,7 @@ class Runtime:
         bus.subscribe(TOPIC_PRICE, self.state.on_price)
         bus.subscribe(TOPIC_CONNECTION, self.state.on_connection)
         bus.subscribe(TOPIC_TRADE, self.candles.on_trade)
+        bus.subscribe(TOPIC_CANDLE, self.candles.on_candle)
         bus.subscribe(HEALTH_TOPIC, self._on_health)
         await bus.start()
         self.markets = await self.venue.load_markets()

@@ -24,9 +24,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from decimal import Decimal
+
 import numpy as np
 
-from app.domain import TIMEFRAMES, Candle, Trade
+from app.domain import TIMEFRAMES, Candle, CandleUpdate, Trade
 
 CandleRow = tuple[int, float, float, float, float, float]
 """`(ts_ms, open, high, low, close, volume)` with plain Python numbers."""
@@ -437,6 +439,41 @@ class CandleStore:
         if by_tf:
             for series in by_tf.values():
                 series.apply_trade(ts_ms, price, amount)
+
+    def apply_kline(self, symbol: str, timeframe: str, candle: Candle) -> None:
+        """Store an exchange's final kline: it is the candle as the exchange defines it, so it
+        corrects whatever the trade stream missed. The derived timeframes' bucket is re-aggregated
+        from the base so every timeframe keeps agreeing."""
+        by_tf = self._series.get(symbol)
+        series = by_tf.get(timeframe) if by_tf else None
+        if series is None or not series.upsert(candle) or timeframe != self._base:
+            return
+        derived = self._derived.get(symbol, ())
+        if not derived:
+            return
+        base = series.arrays()
+        for tf in derived:
+            step = timeframe_ms(tf)
+            bucket = int(candle.ts) - int(candle.ts) % step
+            lo = int(np.searchsorted(base.ts, bucket))
+            hi = int(np.searchsorted(base.ts, bucket + step))
+            if hi <= lo:
+                continue
+            by_tf[tf].upsert(Candle(
+                bucket,
+                Decimal(repr(float(base.open[lo]))),
+                Decimal(repr(float(base.high[lo:hi].max()))),
+                Decimal(repr(float(base.low[lo:hi].min()))),
+                Decimal(repr(float(base.close[hi - 1]))),
+                Decimal(repr(float(base.volume[lo:hi].sum()))),
+            ))
+
+    def on_candle(self, event: Any) -> None:
+        """Bus handler for `market.candle` (`app.domain.CandleUpdate`): final klines only; a forming
+        kline adds nothing the trades have not already drawn."""
+        update = event.payload
+        if isinstance(update, CandleUpdate) and update.closed:
+            self.apply_kline(update.symbol, update.timeframe, update.candle)
 
     def on_trade(self, event: Any) -> None:
         """Bus handler: `event.payload` is an `app.domain.Trade`.

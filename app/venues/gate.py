@@ -10,7 +10,7 @@ from app.streams.codecs.gate import GateCodec
 from app.streams.connection import StreamSpec
 from app.venues.ccxt_venue import CcxtVenue
 
-CHANNELS = ("ticker", "trades")
+CHANNELS = ("ticker", "trades", "kline")  # final klines correct candles built from trades
 
 
 class GateVenue(CcxtVenue):

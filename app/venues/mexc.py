@@ -13,7 +13,7 @@ from app.streams.connection import StreamSpec
 from app.venues.base import StreamEvent
 from app.venues.ccxt_venue import CcxtVenue
 
-CHANNELS = ("ticker", "trades", "quotes")
+CHANNELS = ("ticker", "trades", "quotes")  # no klines: MEXC allows 30 topics a connection, 3 per symbol fit 10
 
 
 class MexcVenue(CcxtVenue):

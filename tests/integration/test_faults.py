@@ -155,17 +155,18 @@ async def test_a_stream_that_keeps_dropping_comes_back_and_the_candles_stay_cont
             await _wait(lambda: runtime.feed.reconnects >= 3, 30)
             srv.ws_faults.close_every(None)
             await _wait(lambda: runtime.feed.state is ConnectionState.LIVE, 10)
-            await asyncio.sleep(1.5)
-            ts = series.arrays().ts
-            steps = np.diff(ts)
-            assert (steps == 60_000).all(), f"gaps or duplicates at {ts[1:][steps != 60_000][:5]}"
-            # The closed candles equal the exchange's own after the backfills.
-            rest = await venue.fetch_ohlcv_arrays("BTC/USDT", "1m", since=int(ts[-8]))
+            await _wait(lambda: not any(t.get_name().startswith("backfill") for t in runtime.feed._tasks), 10)
+            # Candles up to the last backfill came from the exchange's REST klines; later ones are being
+            # built from this server's sampled trade stream, which need not match its klines exactly.
+            cutoff = srv.now_ms() - 2 * 60_000
             mine = series.arrays()
-            common = np.intersect1d(mine.ts[:-2], rest.ts[:-2])
+            steps = np.diff(mine.ts)
+            assert (steps == 60_000).all(), f"gaps or duplicates at {mine.ts[1:][steps != 60_000][:5]}"
+            rest = await venue.fetch_ohlcv_arrays("BTC/USDT", "1m", since=int(mine.ts[-12]))
+            common = np.intersect1d(mine.ts[mine.ts <= cutoff], rest.ts)
             assert len(common) >= 3
             i, j = np.searchsorted(mine.ts, common), np.searchsorted(rest.ts, common)
-            assert np.allclose(mine.close[i], rest.close[j])
+            assert np.allclose(mine.close[i], rest.close[j]) and np.allclose(mine.high[i], rest.high[j])
         finally:
             await runtime.stop()
 

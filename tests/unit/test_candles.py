@@ -453,3 +453,27 @@ def test_store_ignores_trades_for_symbols_it_does_not_hold_and_non_trade_payload
     assert (len(s), s.last()) == (1, (T0, 1.0, 1.0, 1.0, 1.0, 1.0))
     store.on_trade(trade_event("BTC/USDT", T0 + MIN, 5.0, 0.5))
     assert s.last() == (T0 + MIN, 5.0, 5.0, 5.0, 5.0, 0.5)
+
+
+def test_a_final_exchange_kline_corrects_the_base_and_its_derived_bucket() -> None:
+    from decimal import Decimal
+
+    from app.bus import Event, Priority
+    from app.domain import Candle, CandleUpdate
+
+    store = CandleStore(capacity=100)
+    t0 = 1_700_000_040_000 - 1_700_000_040_000 % 3_600_000  # an hour boundary
+    store.load_history("BTC/USDT", "1m", [
+        Candle(t0 + m * 60_000, Decimal(100), Decimal(101), Decimal(99), Decimal(100), Decimal(1)) for m in range(3)])
+    hour = store.ensure("BTC/USDT", "1h")
+    # The trade stream missed the spike to 130 in the second minute; the exchange's final kline has it.
+    final = Candle(t0 + 60_000, Decimal(100), Decimal(130), Decimal(95), Decimal(120), Decimal(5))
+    store.on_candle(Event("market.candle", CandleUpdate("BTC/USDT", "1m", final, closed=True), Priority.LOW, "e1", 0.0))
+    minute = store.series("BTC/USDT", "1m").arrays()
+    assert (minute.high[1], minute.low[1], minute.close[1], minute.volume[1]) == (130.0, 95.0, 120.0, 5.0)
+    h = hour.arrays()
+    assert (h.open[-1], h.high[-1], h.low[-1], h.close[-1], h.volume[-1]) == (100.0, 130.0, 95.0, 100.0, 7.0)
+    # A forming kline is not applied: the trades already draw the live candle.
+    forming = Candle(t0 + 120_000, Decimal(100), Decimal(500), Decimal(1), Decimal(300), Decimal(9))
+    store.on_candle(Event("market.candle", CandleUpdate("BTC/USDT", "1m", forming, closed=False), Priority.LOW, "e2", 0.0))
+    assert store.series("BTC/USDT", "1m").arrays().high[-1] == 101.0
