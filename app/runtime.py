@@ -40,6 +40,9 @@ def sim_config(s: SimSettings) -> SimConfig:
     )
 
 
+KEYED_VENUES = ("binance", "gate", "mexc", "mt5")
+
+
 def venue_config(name: str, settings: Settings, credentials: Any = None) -> Any:
     """The venue's configuration from settings; API keys come only from the secret store."""
     if name == "sim":
@@ -94,6 +97,7 @@ class Runtime:
         self._chart_loads: dict[str, asyncio.Future[CandleSeries]] = {}
         self._started = False
         self._stopped = False
+        self._owns_venue = venue is None  # a venue built here may be rebuilt with the user's keys
 
     def open_store(self) -> None:
         """Open the SQLite file. Start-up path, before the window shows: small and bounded."""
@@ -112,6 +116,7 @@ class Runtime:
         bus.subscribe(TOPIC_CANDLE, self.candles.on_candle)
         bus.subscribe(HEALTH_TOPIC, self._on_health)
         await bus.start()
+        await self._attach_credentials()
         self.markets = await self.venue.load_markets()
         self.manager.venues[self.venue.name] = self.venue  # it has just answered: no second check
         if symbols is not None:
@@ -158,6 +163,32 @@ class Runtime:
         data = await fetch(symbol, base) if fetch else await self.venue.fetch_ohlcv(symbol, base)
         return self.candles.load_history(symbol, base, data)
 
+    async def _credentials(self, name: str) -> Any:
+        """The user's stored keys for `name`, or None. Opens the OS keyring if it is secure; otherwise the
+        keys dialog explains the choice, and public data works without keys meanwhile."""
+        if self.secrets is None:
+            from app.secrets import KeyringSecretStore, backend_status
+
+            status = await asyncio.to_thread(backend_status)
+            if not status.secure:
+                return None
+            self.secrets = KeyringSecretStore()
+        try:
+            return await self.secrets.get(name)
+        except Exception as exc:  # a locked or broken keyring: say so, carry on with public data
+            self.notices.append(f"Could not read the API keys for {factory.TITLES.get(name, name)}: {exc}")
+            return None
+
+    async def _attach_credentials(self) -> None:
+        name = self.venue.name
+        if not self._owns_venue or name not in KEYED_VENUES or getattr(getattr(self.venue, "config", None), "api_key", ""):
+            return
+        credentials = await self._credentials(name)
+        if credentials is None:
+            return
+        await self.venue.close()
+        self.venue = factory.create(name, venue_config(name, self.settings, credentials), bus=self.bus)
+
     def _on_health(self, event: Event) -> None:
         self.health[event.payload.group] = event.payload
 
@@ -178,7 +209,8 @@ class Runtime:
         """Connect another venue for the comparison (public data; keys if the user stored some)."""
         if name in self.manager.venues:
             raise VenueError(f"{factory.TITLES.get(name, name)} is already connected.")
-        venue = factory.create(name, venue_config(name, self.settings), bus=self.bus)
+        credentials = await self._credentials(name) if name in KEYED_VENUES else None
+        venue = factory.create(name, venue_config(name, self.settings, credentials), bus=self.bus)
         await self.manager.add(venue)
 
     async def backfill(self) -> None:

@@ -141,3 +141,27 @@ async def test_the_full_binance_exchange_info_loads_without_loss() -> None:
         assert m.min_amount == Decimal(filters["LOT_SIZE"]["minQty"]), market_id
         if "MIN_NOTIONAL" in filters:
             assert m.min_notional == Decimal(filters["MIN_NOTIONAL"]["minNotional"]), market_id
+
+
+async def test_the_runtime_uses_the_keys_the_user_stored(tmp_path) -> None:
+    from app.paths import resolve_paths
+    from app.runtime import Runtime
+    from app.secrets import ApiCredentials, MemorySecretStore
+    from app.settings import ExchangeSettings, Settings, VenuesSettings, WatchlistSettings
+
+    async with BinanceServer() as srv:
+        settings = Settings(
+            watchlist=WatchlistSettings(symbols=("BTC/USDT",)),
+            venues=VenuesSettings(binance=ExchangeSettings(rest_url=srv.rest_url, ws_url=srv.ws_url + "/ws")),
+        )
+        runtime = Runtime(settings, resolve_paths(tmp_path / "s.toml", tmp_path / "data"), venue_name="binance")
+        runtime.secrets = MemorySecretStore()
+        await runtime.secrets.set("binance", ApiCredentials(API_KEY, API_SECRET))
+        try:
+            await runtime.start(stream=False)
+            balances = await runtime.venue.fetch_balance()
+            assert balances["BTC"].free == Decimal("1")
+            assert any(r.signed and r.path == "/api/v3/account" for r in srv.requests)
+            assert API_SECRET not in repr(runtime.venue.config)
+        finally:
+            await runtime.stop()
