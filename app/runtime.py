@@ -94,7 +94,7 @@ class Runtime:
         self.watchlist: list[str] = []
         self.notices: list[str] = []  # sentences for the user: settings problems, symbols not listed
         self.feed: MarketFeed | None = None
-        self._chart_loads: dict[str, asyncio.Future[CandleSeries]] = {}
+        self._chart_loads: dict[tuple[str, str], asyncio.Future[CandleSeries]] = {}
         self._started = False
         self._stopped = False
         self._owns_venue = venue is None  # a venue built here may be rebuilt with the user's keys
@@ -142,26 +142,24 @@ class Runtime:
         self._started = True
 
     async def load_chart(self, symbol: str, timeframe: str) -> CandleSeries:
-        """History for the chart: the base timeframe is fetched once per symbol, others are aggregated."""
-        base = self.candles.base_timeframe
-        if self.candles.series(symbol, base) is None:
-            pending = self._chart_loads.get(symbol)
+        """History for the chart, fetched once per symbol and timeframe; trades keep it live after that.
+
+        Each timeframe is asked of the venue itself rather than aggregated from one-minute candles:
+        an exchange serves years of daily candles, but only a day or so of one-minute ones."""
+        key = (symbol, timeframe)
+        while (series := self.candles.series(symbol, timeframe)) is None:
+            pending = self._chart_loads.get(key)
             if pending is None:
-                pending = asyncio.ensure_future(self._fetch_base(symbol))
-                self._chart_loads[symbol] = pending
-            try:
-                await asyncio.shield(pending)
-            finally:
-                self._chart_loads.pop(symbol, None)
-        series = self.candles.ensure(symbol, timeframe)
-        assert series is not None
+                pending = asyncio.ensure_future(self._fetch_history(symbol, timeframe))
+                self._chart_loads[key] = pending
+                pending.add_done_callback(lambda _f, k=key: self._chart_loads.pop(k, None))
+            await asyncio.shield(pending)  # a second chart asking for the same history waits for the first
         return series
 
-    async def _fetch_base(self, symbol: str) -> CandleSeries:
+    async def _fetch_history(self, symbol: str, timeframe: str) -> CandleSeries:
         fetch = getattr(self.venue, "fetch_ohlcv_arrays", None)
-        base = self.candles.base_timeframe
-        data = await fetch(symbol, base) if fetch else await self.venue.fetch_ohlcv(symbol, base)
-        return self.candles.load_history(symbol, base, data)
+        data = await fetch(symbol, timeframe) if fetch else await self.venue.fetch_ohlcv(symbol, timeframe)
+        return self.candles.load_history(symbol, timeframe, data)
 
     async def _credentials(self, name: str) -> Any:
         """The user's stored keys for `name`, or None. Opens the OS keyring if it is secure; otherwise the
@@ -220,21 +218,24 @@ class Runtime:
         fetch = getattr(self.venue, "fetch_ohlcv_arrays", None)
         if fetch is None:
             return
-        base = self.candles.base_timeframe
         for symbol in self.candles.symbols():
-            series = self.candles.series(symbol, base)
-            last = series.last() if series is not None else None
-            if series is None or last is None:
-                continue
-            fresh = await fetch(symbol, base, since=int(last[0]))
-            if not len(fresh):
-                continue
-            old = series.arrays()
-            keep = old.ts < fresh.ts[0]
-            merged = CandleArrays(*(np.concatenate((getattr(old, f)[keep], getattr(fresh, f)))
-                                    for f in ("ts", "open", "high", "low", "close", "volume")))
-            self.candles.load_history(symbol, base, merged)
-            log.info("%s: backfilled %d candle(s) of %s after a reconnect", self.venue.name, len(fresh), symbol)
+            for timeframe in self.candles.timeframes(symbol):
+                if self.candles.is_derived(symbol, timeframe):
+                    continue  # rebuilt from the base when the base is reloaded
+                series = self.candles.series(symbol, timeframe)
+                last = series.last() if series is not None else None
+                if series is None or last is None:
+                    continue
+                fresh = await fetch(symbol, timeframe, since=int(last[0]))
+                if not len(fresh):
+                    continue
+                old = series.arrays()
+                keep = old.ts < fresh.ts[0]
+                merged = CandleArrays(*(np.concatenate((getattr(old, f)[keep], getattr(fresh, f)))
+                                        for f in ("ts", "open", "high", "low", "close", "volume")))
+                self.candles.load_history(symbol, timeframe, merged)
+                log.info("%s: backfilled %d %s candle(s) of %s after a reconnect",
+                         self.venue.name, len(fresh), timeframe, symbol)
 
     async def stop(self) -> None:
         """Stop everything started; safe to call more than once."""

@@ -486,6 +486,10 @@ class CandleStore:
         if isinstance(trade, Trade):
             self.apply_trade(trade.symbol, trade.ts, float(trade.price), float(trade.amount))
 
+    def is_derived(self, symbol: str, timeframe: str) -> bool:
+        """True when the series is aggregated from the base rather than loaded from a venue."""
+        return timeframe in self._derived.get(symbol, ())
+
     def symbols(self) -> list[str]:
         return list(self._series)
 

@@ -105,8 +105,9 @@ async def test_runtime_starts_with_the_listed_symbols_and_says_which_are_missing
         await runtime.bus.drain()
         assert set(runtime.state.tickers) == {"ETH/USDT", "BTC/USDT"}  # prices before the first streamed tick
         hourly = await runtime.load_chart("BTC/USDT", "1h")
-        minute = runtime.candles.series("BTC/USDT", "1m")
-        assert minute is not None and len(minute) >= 1440
+        minute = await runtime.load_chart("BTC/USDT", "1m")
+        assert len(minute) >= 1440
+        assert await runtime.load_chart("BTC/USDT", "1h") is hourly  # fetched once
         assert 24 <= len(hourly) <= 26
         assert hourly.arrays().high.max() == pytest.approx(minute.arrays().high.max())
         # Live trades reach both the 1m and the 1h candles.
