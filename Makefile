@@ -35,6 +35,8 @@ smoke: $(VENV)/.installed-app
 bench: $(VENV)/.installed-test
 	QT_QPA_PLATFORM=$${QT_QPA_PLATFORM:-offscreen} $(PY) tests/benchmarks/bench_bus.py
 	QT_QPA_PLATFORM=$${QT_QPA_PLATFORM:-offscreen} $(PY) tests/benchmarks/bench_chart.py
+	$(PY) tests/benchmarks/bench_codecs.py
+	$(PY) tests/benchmarks/bench_stream.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

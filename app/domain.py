@@ -9,8 +9,9 @@ under another one's feet.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
+from typing import Any
 
 ZERO = Decimal(0)
 
@@ -119,6 +120,25 @@ class Ticker:
         if self.bid is None or self.ask is None:
             return None
         return self.ask - self.bid
+
+
+def _unchecked_factory(cls: type) -> Any:
+    """A constructor that fills a frozen, slotted dataclass's slots directly: ~2x faster than
+    `__init__` for the stream codecs' hot path, where every field is already validated."""
+    setters = [getattr(cls, f.name).__set__ for f in fields(cls)]
+    new = object.__new__
+
+    def make(*values: Any) -> Any:
+        obj = new(cls)
+        for set_, value in zip(setters, values, strict=True):
+            set_(obj, value)
+        return obj
+
+    return make
+
+
+new_ticker = _unchecked_factory(Ticker)
+"""`new_ticker(symbol, ts, last, bid, ask, open_24h, high_24h, low_24h, base_volume_24h, quote_volume_24h, venue)`."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -277,3 +277,16 @@ def test_the_package_builds_codecs_by_venue_without_loading_ccxt_for_binance() -
     assert out.split() == ["BinanceCodec", "False"]
     with pytest.raises(ValueError, match="kraken"):
         codec_for("kraken", {})
+
+
+@pytest.mark.parametrize("bad", ["abc", "NaN", "Infinity", None])
+def test_a_24h_ticker_with_a_bad_number_is_malformed_not_a_price(bad) -> None:
+    from app.streams.codecs.binance import BinanceCodec
+    from app.streams.codecs.common import MalformedFrame
+
+    data = {"e": "24hrTicker", "E": 1634000000000, "s": "BTCUSDT", "c": "57000.01", "b": "57000.00", "a": "57000.02",
+            "o": "56000", "h": "58000", "l": "55000", "v": "1234.5", "q": "70000000"}
+    data["h"] = bad
+    with pytest.raises(MalformedFrame) as err:
+        BinanceCodec({"BTCUSDT": "BTC/USDT"}).decode(json.dumps({"stream": "btcusdt@ticker", "data": data}))
+    assert err.value.kind == "bad-number"
