@@ -23,6 +23,7 @@ def _common_options(sub: bool) -> argparse.ArgumentParser:
     common.add_argument("--config", type=Path, metavar="PATH", help="settings file (default: the user config dir)", **default)
     common.add_argument("--data-dir", type=Path, metavar="PATH", help="where the database and logs live", **default)
     common.add_argument("--venue", metavar="NAME", help="venue to use instead of the one in settings (e.g. sim)", **default)
+    common.add_argument("--paper", action="store_true", help="trade on paper: live prices, nothing sent", **default)
     common.add_argument("-v", "--verbose", action="store_true", help="log debug messages too", **default)
     return common
 
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         for p in problems:
             print(p, file=sys.stderr)
     try:
-        runtime = Runtime(loaded.settings, paths, venue_name=args.venue)
+        runtime = Runtime(loaded.settings, paths, venue_name=args.venue, paper=True if args.paper else None)
     except VenueError as exc:
         print(exc, file=sys.stderr)
         if args.command is None and not args.smoke_test:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -77,14 +78,15 @@ class Runtime:
     """Every service of one running application."""
 
     def __init__(self, settings: Settings, paths: AppPaths, *, venue: Venue | None = None, venue_name: str | None = None,
-                 credentials: Any = None) -> None:
+                 credentials: Any = None, paper: bool | None = None) -> None:
         self.settings = settings
         self.paths = paths
         self.bus = EventBus()
         self.candles = CandleStore()
         self.state = MarketState()
         name = venue_name or settings.venue
-        self.venue: Venue = venue or factory.create(name, venue_config(name, settings, credentials), bus=self.bus)
+        self.paper = settings.paper.enabled if paper is None else paper
+        self.venue: Venue = venue or self._build_venue(name, credentials)
         self.manager = VenueManager()
         self.secrets: Any = None  # the SecretStore once the user (or start-up) opened one
         self.health: dict[str, GuardHealth] = {}  # endpoint group -> its breaker, for the health panel
@@ -98,6 +100,14 @@ class Runtime:
         self._started = False
         self._stopped = False
         self._owns_venue = venue is None  # a venue built here may be rebuilt with the user's keys
+
+    def _build_venue(self, name: str, credentials: Any = None) -> Venue:
+        venue = factory.create(name, venue_config(name, self.settings, credentials), bus=self.bus)
+        if self.paper:
+            from app.trading.paper import PaperVenue
+
+            venue = PaperVenue(venue, {"USDT": Decimal(repr(self.settings.paper.starting_usdt))})
+        return venue
 
     def open_store(self) -> None:
         """Open the SQLite file. Start-up path, before the window shows: small and bounded."""
@@ -185,7 +195,7 @@ class Runtime:
         if credentials is None:
             return
         await self.venue.close()
-        self.venue = factory.create(name, venue_config(name, self.settings, credentials), bus=self.bus)
+        self.venue = self._build_venue(name, credentials)
 
     def _on_health(self, event: Event) -> None:
         self.health[event.payload.group] = event.payload

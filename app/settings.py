@@ -366,12 +366,20 @@ class VenuesSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PaperSettings:
+    enabled: bool = setting(False, Flag(), "trade on paper: the venue's live prices, a local account, nothing sent")
+    starting_usdt: float = setting(10_000.0, Number(above=0, at_most=1e12, unit="USDT"),
+                                   "the paper account's balance when it starts or is reset")
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     venue: str = setting("sim", Name("sim"), "the venue the window opens on")
     watchlist: WatchlistSettings = table(WatchlistSettings)
     sim: SimSettings = table(SimSettings, "the simulated market")
     ui: UiSettings = table(UiSettings)
     venues: VenuesSettings = table(VenuesSettings, "exchanges; API keys are never here: they live in the OS keyring")
+    paper: PaperSettings = table(PaperSettings, "paper trading")
 
 
 class SettingsError(ValueError):

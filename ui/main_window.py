@@ -93,7 +93,8 @@ class MainWindow(QMainWindow):
         self.compare_dock.raise_()
         self.resizeDocks([self.compare_dock], [170], Qt.Orientation.Vertical)
 
-        self.status = MarketStatusBar(runtime.state, getattr(runtime.venue, "title", runtime.venue.name))
+        self.status = MarketStatusBar(runtime.state, getattr(runtime.venue, "title", runtime.venue.name),
+                                      paper=bool(getattr(runtime.venue, "paper", False)))
         self.setStatusBar(self.status)
         self._build_menus()
         self._default_state = self.saveState(LAYOUT_VERSION)

@@ -22,12 +22,17 @@ STATE_COLOURS = {
 
 
 class MarketStatusBar(QStatusBar):
-    def __init__(self, state: MarketState, venue_title: str, parent: QWidget | None = None) -> None:
+    def __init__(self, state: MarketState, venue_title: str, parent: QWidget | None = None, *, paper: bool = False) -> None:
         super().__init__(parent)
         self.state = state
         self.venue_label = QLabel(venue_title)
         self.connection_label = QLabel()
         self.tick_label = QLabel("No tick yet")
+        self.paper_label = QLabel("PAPER")
+        self.paper_label.setToolTip("Paper trading: live prices, a local account; no order reaches the exchange")
+        self.paper_label.setStyleSheet(f"color: #131722; background: {theme.WARN}; font-weight: bold; padding: 0 6px;")
+        self.paper_label.setVisible(paper)
+        self.addWidget(self.paper_label)
         self.addWidget(self.venue_label)
         self.addWidget(self.connection_label)
         self.addPermanentWidget(self.tick_label)

@@ -33,19 +33,31 @@ from ui.main_window import MainWindow  # noqa: E402
 FAST = replace(Settings(), sim=SimSettings(seed=11, tick_interval_ms=40, history_days=2))
 
 
-@pytest.fixture
-def qloop(qapp) -> Iterator[qasync.QEventLoop]:
-    """An asyncio loop living inside Qt's: processing Qt events (qtbot.wait*) runs asyncio callbacks."""
+@pytest.fixture(scope="session")
+def _session_loop(qapp) -> Iterator[qasync.QEventLoop]:
+    """One qasync loop for every UI test: a loop per test leaked qasync's executor QThreads, and
+    hundreds of them crashed Qt. It is the running loop only while a UI test runs (see `qloop`), so
+    pytest-asyncio's own loops in other tests are not disturbed."""
     make_application()
     loop = qasync.QEventLoop(qapp, already_running=True)
+    asyncio.events._set_running_loop(None)
+    yield loop
+    loop._QEventLoop__is_running = False  # already_running loops are never "stopped" by exec(); let close() run
+    loop.close()
+
+
+@pytest.fixture
+def qloop(qapp, _session_loop: qasync.QEventLoop) -> Iterator[qasync.QEventLoop]:
+    """The asyncio loop living inside Qt's: processing Qt events (qtbot.wait*) runs asyncio callbacks."""
+    loop = _session_loop
+    asyncio.events._set_running_loop(loop)
     asyncio.set_event_loop(loop)
     yield loop
     for task in asyncio.all_tasks(loop):
         task.cancel()
-    qapp.processEvents()
+    for _ in range(3):
+        qapp.processEvents()  # let cancelled tasks finish before the next test
     asyncio.events._set_running_loop(None)
-    loop._QEventLoop__is_running = False  # already_running loops are never "stopped" by exec(); let close() run
-    loop.close()
     asyncio.set_event_loop(None)
 
 

@@ -67,3 +67,19 @@ def test_status_bar_counts_down_to_the_next_reconnect(open_window, qtbot) -> Non
     label = window.status.connection_label
     qtbot.waitUntil(lambda: "Reconnecting in 1" in label.text(), timeout=3_000)
     assert "code 1001" in label.text()
+
+
+def test_paper_trading_is_marked_in_the_status_bar_and_title(open_window) -> None:
+    from dataclasses import replace
+
+    from app.settings import PaperSettings
+    from tests.ui.conftest import FAST
+
+    window = open_window(replace(FAST, paper=PaperSettings(enabled=True, starting_usdt=2500.0)))
+    assert window.status.paper_label.isVisible() and window.status.paper_label.text() == "PAPER"
+    assert "(paper)" in window.windowTitle() and "(paper)" in window.status.venue_label.text()
+
+
+def test_real_trading_shows_no_paper_mark(open_window) -> None:
+    window = open_window()
+    assert not window.status.paper_label.isVisible()
