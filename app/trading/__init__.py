@@ -1,0 +1,1 @@
+"""Trading: order rules, the order service, paper trading and risk."""
