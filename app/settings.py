@@ -366,6 +366,30 @@ class VenuesSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class Limit(Rule):
+    """A non-negative amount where 0 means 'no limit'."""
+
+    unit: str
+
+    @property
+    def allowed(self) -> str:
+        return f"a number of 0 or more ({self.unit}; 0 = no limit)"
+
+    def parse(self, value: object, ctx: Context) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+            raise self.fail(value)
+        return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class RiskSettings:
+    max_order_notional: float = setting(0.0, Limit("quote currency, e.g. USDT"), "the largest value one order may have")
+    max_position_notional: float = setting(0.0, Limit("quote currency"), "the largest value held in one asset after a buy")
+    max_daily_loss: float = setting(0.0, Limit("quote currency"), "stop opening orders after losing this much since 00:00 UTC")
+    max_open_orders: int = setting(0, WholeNumber(0), "the most orders resting on the venue at once (0 = no limit)")
+
+
+@dataclass(frozen=True, slots=True)
 class PaperSettings:
     enabled: bool = setting(False, Flag(), "trade on paper: the venue's live prices, a local account, nothing sent")
     starting_usdt: float = setting(10_000.0, Number(above=0, at_most=1e12, unit="USDT"),
@@ -380,6 +404,7 @@ class Settings:
     ui: UiSettings = table(UiSettings)
     venues: VenuesSettings = table(VenuesSettings, "exchanges; API keys are never here: they live in the OS keyring")
     paper: PaperSettings = table(PaperSettings, "paper trading")
+    risk: RiskSettings = table(RiskSettings, "risk limits, checked before any order is sent")
 
 
 class SettingsError(ValueError):

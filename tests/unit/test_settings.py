@@ -285,12 +285,12 @@ def test_unknown_key_lists_the_known_keys_of_its_table(cfg: Path) -> None:
 
 
 def test_unknown_top_level_table_lists_the_top_level_keys(cfg: Path) -> None:
-    write(cfg, "[risk]\nmax_order_usd = 100\n")
+    write(cfg, "[riks]\nmax_order_notional = 100\n")
 
     [message] = load_settings(cfg).problems
 
-    assert message.startswith("risk is not a known setting")
-    assert "venue, watchlist, sim, ui" in message
+    assert message.startswith("riks is not a known setting")
+    assert "venue, watchlist, sim, ui" in message and "Did you mean risk?" in message
 
 
 def test_invalid_toml_reports_line_and_column(cfg: Path) -> None:
