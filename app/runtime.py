@@ -23,7 +23,8 @@ from app.settings import SimSettings, Settings
 from app.store import Store, UiStateRepo
 from app.venues import factory
 from app.resilience.guard import HEALTH_TOPIC, GuardHealth
-from app.venues.base import UnknownSymbol, Venue, VenueError
+from app.domain import ZERO, OrderRequest, OrderStatus, Side
+from app.venues.base import OrderRejected, UnknownSymbol, Venue, VenueError
 from app.venues.manager import VenueManager
 from app.venues.sim import SimConfig
 
@@ -89,6 +90,11 @@ class Runtime:
         self.venue: Venue = venue or self._build_venue(name, credentials)
         self.manager = VenueManager()
         self.secrets: Any = None  # the SecretStore once the user (or start-up) opened one
+        self.orders: Any = None  # app.trading.orders.OrderService once started (needs the store)
+        self._orders_task: asyncio.Task[None] | None = None
+        from app.trading.risk import RiskChecker, RiskLimits
+
+        self.risk = RiskChecker(RiskLimits.from_settings(settings.risk), self.bus)
         self.health: dict[str, GuardHealth] = {}  # endpoint group -> its breaker, for the health panel
         self.store: Store | None = None
         self.ui_state: UiStateRepo | None = None
@@ -115,7 +121,7 @@ class Runtime:
         self.store = Store.open(self.paths.database_file)
         self.ui_state = UiStateRepo(self.store)
 
-    async def start(self, symbols: Sequence[str] | None = None, *, stream: bool = True) -> None:
+    async def start(self, symbols: Sequence[str] | None = None, *, stream: bool = True, trading: bool = True) -> None:
         """Load markets, seed the watchlist with current tickers and start the live feed.
 
         `symbols` replaces the watchlist from settings (the `watch` command streams just one)."""
@@ -149,6 +155,8 @@ class Runtime:
         if stream:
             self.feed = MarketFeed(bus, self.venue, self.watchlist, on_reconnect=self.backfill)
             await self.feed.start()
+        if self.store is not None and trading:
+            self._start_trading()
         self._started = True
 
     async def load_chart(self, symbol: str, timeframe: str) -> CandleSeries:
@@ -170,6 +178,52 @@ class Runtime:
         fetch = getattr(self.venue, "fetch_ohlcv_arrays", None)
         data = await fetch(symbol, timeframe) if fetch else await self.venue.fetch_ohlcv(symbol, timeframe)
         return self.candles.load_history(symbol, timeframe, data)
+
+    def _start_trading(self) -> None:
+        """The order service reconciles what the last run left unsettled before it enables trading; it
+        waits as long as the venue is unreachable, so it runs as a task while the market shows."""
+        from app.trading.orders import OrderService
+
+        assert self.store is not None
+        self.orders = OrderService(self.venue, self.store, self.bus, validator=self.validate_order,
+                                   poll_interval=2.0)
+        self._orders_task = asyncio.get_running_loop().create_task(self._run_orders(), name="orders-start")
+
+    async def _run_orders(self) -> None:
+        try:
+            await self.orders.start()
+        except Exception as exc:  # the journal stays as it is; trading stays off and the user is told why
+            log.exception("the order service could not start")
+            self.notices.append(str(exc))
+
+    async def validate_order(self, request: OrderRequest) -> None:
+        """The last check before anything is sent: the venue's rules with fresh balances, then the
+        user's risk limits. Raises OrderRejected with the sentences the ticket shows."""
+        from app.trading.rules import check_order
+
+        market = self.markets.get(request.symbol)
+        if market is None:
+            raise OrderRejected(f"{getattr(self.venue, 'title', self.venue.name)} does not list {request.symbol}.")
+        balances = await self.venue.fetch_balance()
+        ticker = self.state.tickers.get(request.symbol)
+        reference = None
+        if ticker is not None:
+            reference = (ticker.ask if request.side is Side.BUY else ticker.bid) or ticker.last
+        check = check_order(
+            market, side=request.side, type=request.type, amount=request.amount, price=request.price,
+            stop_price=request.stop_price, reference_price=reference, balances=balances,
+            client_order_id=request.client_order_id, time_in_force=request.time_in_force,
+            post_only=request.post_only, venue_title=str(getattr(self.venue, "title", self.venue.name)),
+        )
+        if not check.ok:
+            raise OrderRejected(" ".join(p.message for p in check.problems))
+        prices = {s: t.last for s, t in self.state.tickers.items()}
+        loss = self.risk.observe_equity(self.risk.equity(balances, prices, market.quote))
+        open_orders = sum(1 for e in self.orders.orders() if e.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)) \
+            if self.orders is not None else 0
+        held = balances.get(market.base)
+        self.risk.check(request, market, price=check.price or reference or request.price or ZERO,
+                        position_base=held.total if held else ZERO, open_orders=open_orders, daily_loss=loss)
 
     async def _credentials(self, name: str) -> Any:
         """The user's stored keys for `name`, or None. Opens the OS keyring if it is secure; otherwise the
@@ -252,6 +306,10 @@ class Runtime:
         if self._stopped:
             return
         self._stopped = True
+        if self.orders is not None:
+            await self.orders.close()
+        if self._orders_task is not None and not self._orders_task.done():
+            self._orders_task.cancel()
         if self.feed is not None:
             await self.feed.stop()
         await self.venue.close()

@@ -55,6 +55,50 @@ CREATE TABLE kv (
 
 MIGRATIONS: list[Migration] = [
     _SCHEMA_V1,  # 1: ui_state (dock layout, geometry, selections), kv
+    # 2: the order journal (app/trading/journal.py). Money is exact Decimal TEXT; times are ms since the epoch.
+    """
+CREATE TABLE order_journal (
+    client_order_id TEXT NOT NULL UNIQUE CHECK (length(client_order_id) > 0),
+    venue           TEXT NOT NULL,
+    symbol          TEXT NOT NULL,
+    side            TEXT NOT NULL CHECK (side IN ('buy', 'sell')),
+    type            TEXT NOT NULL,
+    amount          TEXT NOT NULL,
+    price           TEXT,
+    stop_price      TEXT,
+    tif             TEXT NOT NULL,
+    post_only       INTEGER NOT NULL DEFAULT 0 CHECK (post_only IN (0, 1)),
+    status          TEXT NOT NULL,
+    venue_order_id  TEXT NOT NULL DEFAULT '',
+    filled          TEXT NOT NULL DEFAULT '0',
+    average         TEXT,
+    fee             TEXT NOT NULL DEFAULT '0',
+    fee_asset       TEXT NOT NULL DEFAULT '',
+    reason          TEXT NOT NULL DEFAULT '',
+    not_placed      INTEGER NOT NULL DEFAULT 0 CHECK (not_placed IN (0, 1)),
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+);
+CREATE INDEX order_journal_venue_status ON order_journal (venue, status);
+CREATE INDEX order_journal_venue_order ON order_journal (venue, venue_order_id);
+CREATE TABLE order_fills (
+    venue           TEXT NOT NULL,
+    trade_id        TEXT NOT NULL,
+    client_order_id TEXT NOT NULL REFERENCES order_journal (client_order_id),
+    order_id        TEXT NOT NULL,
+    symbol          TEXT NOT NULL,
+    side            TEXT NOT NULL,
+    price           TEXT NOT NULL,
+    amount          TEXT NOT NULL,
+    fee             TEXT NOT NULL,
+    fee_asset       TEXT NOT NULL,
+    ts              INTEGER NOT NULL,
+    is_maker        INTEGER NOT NULL DEFAULT 0,
+    synthetic       INTEGER NOT NULL DEFAULT 0,  -- 1: derived from the order's cumulative filled amount
+    PRIMARY KEY (venue, trade_id)
+);
+CREATE INDEX order_fills_order ON order_fills (client_order_id);
+""",
 ]
 
 

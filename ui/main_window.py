@@ -15,13 +15,15 @@ from ui.chart import ChartWidget
 from ui.compare import ComparePanel
 from ui.health import HealthView
 from ui.keys_dialog import ApiKeysDialog
+from ui.orders_view import BalancesPanel, OrdersPanel
+from ui.ticket import OrderTicket
 from ui.status import MarketStatusBar
 from ui.watchlist import WatchlistModel, WatchlistView
 
 log = logging.getLogger(__name__)
 
 # Bump when docks are added or renamed, so an old saved layout is not applied to a new set of docks.
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 KEY_GEOMETRY = "window.geometry"
 KEY_STATE = "window.state"
 KEY_SYMBOL = "chart.symbol"
@@ -89,8 +91,16 @@ class MainWindow(QMainWindow):
         self.compare_dock = self._dock("Compare venues", "dock.compare", self.compare, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.health = HealthView(runtime.healths)
         self.health_dock = self._dock("Connection health", "dock.health", self.health, Qt.DockWidgetArea.BottomDockWidgetArea)
-        self.tabifyDockWidget(self.compare_dock, self.health_dock)
-        self.compare_dock.raise_()
+        self.orders_panel = OrdersPanel(runtime)
+        self.orders_dock = self._dock("Orders", "dock.orders", self.orders_panel, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.balances = BalancesPanel(runtime)
+        self.balances_dock = self._dock("Balances", "dock.balances", self.balances, Qt.DockWidgetArea.BottomDockWidgetArea)
+        for dock in (self.compare_dock, self.health_dock, self.balances_dock):
+            self.tabifyDockWidget(self.orders_dock, dock)
+        self.orders_dock.raise_()
+        self.ticket = OrderTicket(runtime)
+        self.ticket_dock = self._dock("Order ticket", "dock.ticket", self.ticket, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.resizeDocks([self.ticket_dock], [300], Qt.Orientation.Horizontal)
         self.resizeDocks([self.compare_dock], [170], Qt.Orientation.Vertical)
 
         self.status = MarketStatusBar(runtime.state, getattr(runtime.venue, "title", runtime.venue.name),
@@ -101,6 +111,10 @@ class MainWindow(QMainWindow):
         self._saved = False
         self._start_symbol = ""
 
+    def docks(self) -> tuple[QDockWidget, ...]:
+        return (self.watchlist_dock, self.ticket_dock, self.orders_dock, self.balances_dock, self.compare_dock,
+                self.health_dock)
+
     def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(name)  # saveState() keys docks by object name
@@ -110,7 +124,7 @@ class MainWindow(QMainWindow):
 
     def _build_menus(self) -> None:
         view = self.menuBar().addMenu("&View")
-        for i, dock in enumerate((self.watchlist_dock, self.compare_dock, self.health_dock), start=1):
+        for i, dock in enumerate(self.docks(), start=1):
             toggle = dock.toggleViewAction()
             toggle.setShortcut(QKeySequence(f"Ctrl+{i}"))
             view.addAction(toggle)
@@ -164,7 +178,7 @@ class MainWindow(QMainWindow):
 
     def reset_layout(self) -> None:
         self.restoreState(self._default_state, LAYOUT_VERSION)
-        for dock in (self.watchlist_dock, self.compare_dock, self.health_dock):
+        for dock in self.docks():
             dock.show()
 
     # -- running ----------------------------------------------------------------------
@@ -193,6 +207,7 @@ class MainWindow(QMainWindow):
         self.watchlist.select_symbol(symbol)
         self.chart.set_symbol(symbol, decimals)
         self.compare.set_symbol(symbol, decimals)
+        self.ticket.set_symbol(symbol)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt API)
         if not self._saved:
@@ -203,6 +218,9 @@ class MainWindow(QMainWindow):
             self._saved = True
         self.chart.shutdown()
         self.compare.shutdown()
+        self.ticket.shutdown()
+        self.balances.shutdown()
+        self.orders_panel.timer.stop()
         self.health.timer.stop()
         self.watchlist.timer.stop()
         self.status.timer.stop()

@@ -380,7 +380,9 @@ class CcxtVenue:
                 idempotent=False,
                 what="create order",
             )
-        except (ccxt.NetworkError, TimeoutError, OSError) as exc:
+        except (ccxt.OperationFailed, TimeoutError, OSError) as exc:
+            # OperationFailed covers every NetworkError and Binance's -1001 on a 500: the exchanges say a
+            # server error in answer to an order leaves its outcome unknown.
             if isinstance(exc, (ccxt.RateLimitExceeded, ccxt.DDoSProtection)) or _refused(exc):
                 raise to_venue_error(exc, self.title, self.exchange_id) from None  # it never reached the matching engine
             raise OrderOutcomeUnknown(

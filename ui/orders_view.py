@@ -1,0 +1,236 @@
+"""Open orders, order history and balances tables, with cancel and cancel-all."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import shiboken6
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt, QTimer
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.domain import OrderStatus, Side
+from ui import theme
+
+Index = QModelIndex | QPersistentModelIndex
+LIVE = (OrderStatus.PENDING, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED, OrderStatus.UNKNOWN)
+ORDER_COLUMNS = ("Time", "Symbol", "Side", "Type", "Price", "Amount", "Filled", "Avg", "Status", "Client id", "Note")
+
+
+def _num(value) -> str:  # noqa: ANN001
+    return "—" if value is None else f"{value:f}"
+
+
+class OrdersModel(QAbstractTableModel):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.rows: list = []
+
+    def set_rows(self, rows: list) -> None:
+        if rows == self.rows:
+            return
+        self.beginResetModel()
+        self.rows = rows
+        self.endResetModel()
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008
+        return 0 if parent.isValid() else len(ORDER_COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: N802
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return ORDER_COLUMNS[section]
+        return None
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        e = self.rows[index.row()]
+        col = index.column()
+        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.UserRole):
+            when = dt.datetime.fromtimestamp(e.created_at / 1000).strftime("%Y-%m-%d %H:%M:%S") if e.created_at else ""
+            values = (when, e.symbol, e.side.value, e.type.value.replace("_", "-"), _num(e.price), _num(e.amount),
+                      _num(e.filled), _num(e.average), e.status.value.replace("_", " "), e.client_order_id, e.reason)
+            if role == Qt.ItemDataRole.UserRole and col in (4, 5, 6, 7):
+                raw = (e.price, e.amount, e.filled, e.average)[col - 4]
+                return float(raw) if raw is not None else float("-inf")
+            return values[col]
+        if role == Qt.ItemDataRole.ForegroundRole:
+            if col == 2:
+                return QColor(theme.UP if e.side is Side.BUY else theme.DOWN)
+            if col == 8 and e.status in (OrderStatus.REJECTED, OrderStatus.UNKNOWN):
+                return QColor(theme.WARN)
+        if role == Qt.ItemDataRole.ToolTipRole and e.reason:
+            return e.reason
+        return None
+
+
+class OrdersPanel(QWidget):
+    """Open orders or history (a filter), sortable, with cancel and cancel-all."""
+
+    def __init__(self, runtime, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.runtime = runtime
+        self.model = OrdersModel(self)
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(self.model)
+        self.proxy.setSortRole(Qt.ItemDataRole.UserRole)
+        self.proxy.setFilterKeyColumn(1)
+        self.table = QTableView()
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(0, Qt.SortOrder.DescendingOrder)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setAlternatingRowColors(True)
+        self.table.setShowGrid(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.view = QComboBox()
+        self.view.addItems(["Open orders", "Order history"])
+        self.view.currentIndexChanged.connect(lambda _i: self.refresh())
+        self.cancel_button = QPushButton("Cancel selected")
+        self.cancel_button.clicked.connect(lambda: asyncio.ensure_future(self.cancel_selected()))
+        self.cancel_all_button = QPushButton("Cancel all…")
+        self.cancel_all_button.clicked.connect(lambda: asyncio.ensure_future(self.cancel_all()))
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
+        row = QHBoxLayout()
+        row.addWidget(self.view)
+        row.addWidget(self.cancel_button)
+        row.addWidget(self.cancel_all_button)
+        row.addWidget(self.message, 1)
+        column = QVBoxLayout(self)
+        column.setContentsMargins(4, 4, 4, 4)
+        column.addLayout(row)
+        column.addWidget(self.table, 1)
+        self.timer = QTimer(self)
+        self.timer.setInterval(500)
+        self.timer.timeout.connect(self.refresh)
+        self.timer.start()
+
+    def refresh(self) -> None:
+        orders = self.runtime.orders
+        rows = orders.orders() if orders is not None else []
+        live = self.view.currentIndex() == 0
+        self.model.set_rows([e for e in rows if (e.status in LIVE) == live])
+        self.cancel_button.setEnabled(live)
+        self.cancel_all_button.setEnabled(live and bool(self.model.rows))
+
+    def selected(self) -> list:
+        rows = {self.proxy.mapToSource(i).row() for i in self.table.selectionModel().selectedRows()}
+        return [self.model.rows[r] for r in sorted(rows)]
+
+    async def cancel_selected(self) -> None:
+        for entry in self.selected():
+            try:
+                await self.runtime.orders.cancel(entry.client_order_id, entry.symbol)
+                self._say(f"Cancelled {entry.client_order_id}.")
+            except Exception as exc:
+                self._say(str(exc))
+
+    async def cancel_all(self) -> None:
+        count = len(self.model.rows)
+        box = QMessageBox(QMessageBox.Icon.Warning, "Cancel all orders?",
+                          f"Cancel all {count} open order(s) on {getattr(self.runtime.venue, 'title', '')}?",
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
+        answer = asyncio.get_running_loop().create_future()
+        box.finished.connect(lambda result: answer.done() or answer.set_result(result))
+        self.confirm_dialog = box
+        box.open()
+        if await answer != QMessageBox.StandardButton.Yes:
+            return
+        try:
+            cancelled = await self.runtime.orders.cancel_all()
+            self._say(f"Cancelled {len(cancelled)} order(s).")
+        except Exception as exc:
+            self._say(str(exc))
+
+    def _say(self, text: str) -> None:
+        if shiboken6.isValid(self.message):
+            self.message.setText(text)
+            self.refresh()
+
+
+class BalancesModel(QAbstractTableModel):
+    COLUMNS = ("Asset", "Free", "In orders", "Total")
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.rows: list = []
+
+    def set_rows(self, rows: list) -> None:
+        self.beginResetModel()
+        self.rows = rows
+        self.endResetModel()
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008
+        return 0 if parent.isValid() else len(self.COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: N802
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return self.COLUMNS[section]
+        return None
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole):
+        if not index.isValid() or role != Qt.ItemDataRole.DisplayRole:
+            return None
+        b = self.rows[index.row()]
+        return (b.asset, f"{b.free:f}", f"{b.used:f}", f"{b.total:f}")[index.column()]
+
+
+class BalancesPanel(QTableView):
+    def __init__(self, runtime, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.runtime = runtime
+        self.balances_model = BalancesModel(self)
+        self.setModel(self.balances_model)
+        self.verticalHeader().setVisible(False)
+        self.setShowGrid(False)
+        self.setAlternatingRowColors(True)
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.error = ""
+        self._task: asyncio.Task[None] | None = None
+        self.timer = QTimer(self)
+        self.timer.setInterval(3000)
+        self.timer.timeout.connect(self.refresh)
+        self.timer.start()
+
+    def refresh(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._load())
+
+    async def _load(self) -> None:
+        try:
+            balances = await self.runtime.venue.fetch_balance()
+        except Exception as exc:  # no keys yet: say so in the tooltip, keep the table empty
+            self.error = str(exc)
+            if shiboken6.isValid(self):
+                self.setToolTip(self.error)
+            return
+        if shiboken6.isValid(self.balances_model):
+            self.error = ""
+            self.setToolTip("")
+            self.balances_model.set_rows([balances[a] for a in sorted(balances)])
+
+    def shutdown(self) -> None:
+        self.timer.stop()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()

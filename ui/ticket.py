@@ -1,0 +1,387 @@
+"""The order ticket: buy or sell, market / limit / stop-limit, checked as the user types.
+
+Every keystroke re-runs `app.trading.rules.check_order` against the market's rules
+and the last balances, and each problem shows next to its field; Submit is enabled
+only for an order that passes. What will be sent (rounded amounts and prices, the
+order value, the estimated fee, the balance after) is shown before sending, and,
+unless the user turned it off, confirmed in a dialog. Enter submits, Esc clears.
+Nothing typed is lost when an order is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from decimal import Decimal
+
+import shiboken6
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QKeyEvent
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.domain import Balance, OrderRequest, OrderStatus, OrderType, Side, TimeInForce
+from app.trading.orders import new_client_order_id
+from app.trading.rules import OrderCheck, check_order
+from ui import format as fmt
+from ui import theme
+
+log = logging.getLogger(__name__)
+TYPES = {"Limit": OrderType.LIMIT, "Market": OrderType.MARKET, "Stop-limit": OrderType.STOP_LIMIT}
+
+
+def _error_label() -> QLabel:
+    label = QLabel("")
+    label.setWordWrap(True)
+    label.setStyleSheet(f"color: {theme.DOWN};")
+    label.hide()
+    return label
+
+
+class OrderTicket(QWidget):
+    def __init__(self, runtime, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.runtime = runtime
+        self.symbol = ""
+        self.balances: dict[str, Balance] = {}
+        self.check: OrderCheck | None = None
+        self.confirm = True
+        self.sent: list[OrderRequest] = []  # what this ticket sent, for tests and the log
+        self._task: asyncio.Task[None] | None = None
+
+        self.title = QLabel("")
+        self.title.setStyleSheet(f"color: {theme.TEXT}; font-weight: bold;")
+        self.buy = QPushButton("Buy")
+        self.sell = QPushButton("Sell")
+        for button, colour in ((self.buy, theme.UP), (self.sell, theme.DOWN)):
+            button.setCheckable(True)
+            button.setStyleSheet(f"QPushButton:checked {{ background: {colour}; color: white; font-weight: bold; }}")
+        self.buy.setChecked(True)
+        self.side_group = QButtonGroup(self)
+        self.side_group.addButton(self.buy)
+        self.side_group.addButton(self.sell)
+        self.side_group.buttonClicked.connect(lambda _b: self.revalidate())
+        self.type = QComboBox()
+        self.type.addItems(list(TYPES))
+        self.type.currentIndexChanged.connect(lambda _i: self._type_changed())
+
+        self.price = QLineEdit()
+        self.price_error = _error_label()
+        self.stop = QLineEdit()
+        self.stop_error = _error_label()
+        self.amount = QLineEdit()
+        self.amount_error = _error_label()
+        self.amount_unit = QComboBox()
+        self.amount_unit.currentIndexChanged.connect(lambda _i: self.revalidate())
+        self.percent = QSlider(Qt.Orientation.Horizontal)
+        self.percent.setRange(0, 100)
+        self.percent.setToolTip("Use this share of the free balance")
+        self.percent.valueChanged.connect(self._percent_changed)
+        self.tif = QComboBox()
+        self.tif.addItems([t.value for t in TimeInForce])
+        self.post_only = QCheckBox("Post-only")
+        self.confirm_box = QCheckBox("Confirm before sending")
+        self.confirm_box.setChecked(True)
+        self.confirm_box.toggled.connect(lambda on: setattr(self, "confirm", on))
+        for field in (self.price, self.stop, self.amount):
+            field.textEdited.connect(lambda _t: self.revalidate())
+            field.returnPressed.connect(self.submit_clicked)
+        self.tif.currentIndexChanged.connect(lambda _i: self.revalidate())
+        self.post_only.toggled.connect(lambda _b: self.revalidate())
+
+        self.preview = QLabel("")
+        self.preview.setWordWrap(True)
+        self.order_error = _error_label()
+        self.notes = QLabel("")
+        self.notes.setWordWrap(True)
+        self.notes.setStyleSheet(f"color: {theme.MUTED};")
+        self.submit = QPushButton("Buy")
+        self.submit.clicked.connect(self.submit_clicked)
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
+
+        sides = QHBoxLayout()
+        sides.addWidget(self.buy)
+        sides.addWidget(self.sell)
+        amount_row = QHBoxLayout()
+        amount_row.addWidget(self.amount, 1)
+        amount_row.addWidget(self.amount_unit)
+        form = QFormLayout()
+        form.addRow(sides)
+        form.addRow("Type", self.type)
+        self.stop_label = QLabel("Stop price")
+        form.addRow(self.stop_label, self.stop)
+        form.addRow("", self.stop_error)
+        self.price_label = QLabel("Price")
+        form.addRow(self.price_label, self.price)
+        form.addRow("", self.price_error)
+        form.addRow("Amount", amount_row)
+        form.addRow("", self.amount_error)
+        form.addRow("% of balance", self.percent)
+        tif_row = QHBoxLayout()
+        tif_row.addWidget(self.tif)
+        tif_row.addWidget(self.post_only)
+        form.addRow("Time in force", tif_row)
+        column = QVBoxLayout(self)
+        column.setContentsMargins(8, 6, 8, 6)
+        column.addWidget(self.title)
+        column.addLayout(form)
+        column.addWidget(self.preview)
+        column.addWidget(self.notes)
+        column.addWidget(self.order_error)
+        column.addWidget(self.confirm_box)
+        column.addWidget(self.submit)
+        column.addWidget(self.message)
+        column.addStretch(1)
+        self.balance_timer = QTimer(self)
+        self.balance_timer.setInterval(3000)
+        self.balance_timer.timeout.connect(self.refresh_balances)
+        self.balance_timer.start()
+        self._type_changed()
+
+    # -- what the ticket is for -------------------------------------------------------------
+
+    @property
+    def side(self) -> Side:
+        return Side.BUY if self.buy.isChecked() else Side.SELL
+
+    @property
+    def order_type(self) -> OrderType:
+        return TYPES[self.type.currentText()]
+
+    def set_symbol(self, symbol: str) -> None:
+        if symbol == self.symbol:
+            return
+        self.symbol = symbol
+        market = self.runtime.markets.get(symbol)
+        self.title.setText(f"{symbol}  ·  {getattr(self.runtime.venue, 'title', self.runtime.venue.name)}")
+        self.amount_unit.blockSignals(True)
+        self.amount_unit.clear()
+        if market is not None:
+            self.amount_unit.addItems([market.base, market.quote])
+        self.amount_unit.blockSignals(False)
+        self.fill_price_from_market()
+        self.refresh_balances()
+
+    def fill_price_from_market(self) -> None:
+        """Prefill the price from the book: the ask to buy, the bid to sell."""
+        ticker = self.runtime.state.tickers.get(self.symbol)
+        market = self.runtime.markets.get(self.symbol)
+        if ticker is None or market is None:
+            return
+        value = (ticker.ask if self.side is Side.BUY else ticker.bid) or ticker.last
+        self.set_price(value)
+
+    def set_price(self, value: Decimal | float) -> None:
+        """Click-to-fill from the chart or the watchlist."""
+        market = self.runtime.markets.get(self.symbol)
+        decimals = market.price_decimals if market else 8
+        self.price.setText(f"{Decimal(str(value)):.{decimals}f}")
+        self.revalidate()
+
+    def refresh_balances(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._load_balances())
+
+    async def _load_balances(self) -> None:
+        try:
+            balances = await self.runtime.venue.fetch_balance()
+        except Exception as exc:  # no keys, or the venue down: the ticket says so, typing still works
+            if shiboken6.isValid(self.notes):
+                self.balances = {}
+                self.revalidate()
+                self.order_error.setText(str(exc))
+                self.order_error.show()
+            return
+        if shiboken6.isValid(self.notes):
+            self.balances = balances
+            if not self.price.text().strip():
+                self.fill_price_from_market()  # prices may not have arrived when the symbol was chosen
+            self.revalidate()
+
+    # -- checking as the user types -----------------------------------------------------------
+
+    def _type_changed(self) -> None:
+        kind = self.order_type
+        limit = kind is not OrderType.MARKET
+        for widget in (self.price, self.price_label):
+            widget.setVisible(limit)
+        for widget in (self.stop, self.stop_label):
+            widget.setVisible(kind is OrderType.STOP_LIMIT)
+        self.post_only.setEnabled(kind is OrderType.LIMIT)
+        self.tif.setEnabled(kind is OrderType.LIMIT)
+        self.revalidate()
+
+    def _percent_changed(self, value: int) -> None:
+        market = self.runtime.markets.get(self.symbol)
+        if market is None or not value:
+            return
+        in_quote = self.amount_unit.currentIndex() == 1
+        if self.side is Side.BUY:
+            free = self.balances.get(market.quote)
+            if free is None:
+                return
+            quote = free.free * value / 100
+            if in_quote:
+                self.amount.setText(f"{quote:f}")
+            else:
+                price = self._price_for_amounts()
+                if not price:
+                    return
+                self.amount.setText(f"{(quote / price).quantize(market.amount_step, rounding='ROUND_DOWN'):f}")
+        else:
+            free = self.balances.get(market.base)
+            if free is None:
+                return
+            self.amount.setText(f"{(free.free * value / 100).quantize(market.amount_step, rounding='ROUND_DOWN'):f}")
+        self.revalidate()
+
+    def _price_for_amounts(self) -> Decimal | None:
+        try:
+            return Decimal(self.price.text().replace(",", "")) if self.price.text().strip() else self._reference()
+        except ArithmeticError:
+            return self._reference()
+
+    def _reference(self) -> Decimal | None:
+        ticker = self.runtime.state.tickers.get(self.symbol)
+        if ticker is None:
+            return None
+        return (ticker.ask if self.side is Side.BUY else ticker.bid) or ticker.last
+
+    def revalidate(self) -> OrderCheck | None:
+        market = self.runtime.markets.get(self.symbol)
+        side = self.side
+        self.submit.setText(f"{'Buy' if side is Side.BUY else 'Sell'} {market.base if market else ''}".strip())
+        colour = theme.UP if side is Side.BUY else theme.DOWN
+        self.submit.setStyleSheet(f"QPushButton {{ background: {colour}; color: white; font-weight: bold; padding: 6px; }}"
+                                  "QPushButton:disabled { background: #3a3f4b; color: #7f8796; }")
+        if market is None:
+            self.submit.setEnabled(False)
+            return None
+        kind = self.order_type
+        check = check_order(
+            market, side=side, type=kind, amount=self.amount.text(),
+            price=self.price.text() if kind is not OrderType.MARKET else None,
+            stop_price=self.stop.text() if kind is OrderType.STOP_LIMIT else None,
+            amount_in_quote=self.amount_unit.currentIndex() == 1,
+            reference_price=self._reference(), balances=self.balances or None,
+            client_order_id="preview", time_in_force=TimeInForce(self.tif.currentText()) if kind is OrderType.LIMIT else TimeInForce.GTC,
+            post_only=self.post_only.isChecked() and kind is OrderType.LIMIT,
+            venue_title=str(getattr(self.runtime.venue, "title", self.runtime.venue.name)),
+        )
+        self.check = check
+        typing = bool(self.amount.text().strip())
+        for label, name in ((self.amount_error, "amount"), (self.price_error, "price"), (self.stop_error, "stop_price")):
+            messages = check.messages(name) if (typing or name != "amount") and (self.amount.text() or self.price.text()) else ()
+            label.setText(" ".join(messages))
+            label.setVisible(bool(messages))
+        other = [p.message for p in check.problems if p.field in ("total", "balance", "order")] if typing else []
+        self.order_error.setText(" ".join(other))
+        self.order_error.setVisible(bool(other))
+        d = market.price_decimals
+        parts = []
+        if check.notional is not None:
+            parts.append(f"Value {fmt.price(check.notional, d)} {market.quote}")
+        if check.fee is not None:
+            parts.append(f"est. fee {fmt.price(check.fee, max(d, 2))} {market.quote}")
+        if check.balance_after:
+            parts.append("after: " + ", ".join(f"{v:f} {a}" for a, v in check.balance_after.items()))
+        self.preview.setText("  ·  ".join(parts))
+        self.notes.setText(" ".join(check.notes))
+        self.submit.setEnabled(check.ok and self.runtime.orders is not None)
+        return check
+
+    # -- sending ----------------------------------------------------------------------------------
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 (Qt API)
+        if event.key() == Qt.Key.Key_Escape:
+            self.clear()
+            return
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            self.submit_clicked()
+            return
+        super().keyPressEvent(event)
+
+    def clear(self) -> None:
+        for field in (self.amount, self.stop):
+            field.clear()
+        self.percent.setValue(0)
+        self.message.setText("")
+        self.fill_price_from_market()
+
+    def submit_clicked(self) -> None:
+        check = self.revalidate()
+        if check is None or not check.ok or self.runtime.orders is None:
+            return
+        assert check.request is not None
+        request = OrderRequest(
+            check.request.symbol, check.request.side, check.request.type, check.request.amount,
+            new_client_order_id(), price=check.request.price, stop_price=check.request.stop_price,
+            time_in_force=check.request.time_in_force, post_only=check.request.post_only,
+        )
+        asyncio.ensure_future(self._send(request, check))
+
+    def describe(self, request: OrderRequest, check: OrderCheck) -> str:
+        market = self.runtime.markets[request.symbol]
+        what = f"{request.side.value.capitalize()} {request.amount:f} {market.base} {request.symbol}"
+        if request.type is OrderType.MARKET:
+            what += " at market"
+        else:
+            what += f" limit {request.price:f} {market.quote}"
+        if request.stop_price is not None:
+            what += f", stop {request.stop_price:f}"
+        if request.type is OrderType.LIMIT:
+            what += f", {request.time_in_force.value}" + (", post-only" if request.post_only else "")
+        venue = getattr(self.runtime.venue, "title", self.runtime.venue.name)
+        value = f"{check.notional:f} {market.quote}" if check.notional is not None else "?"
+        return f"{what} on {venue}.\nValue about {value}; client order id {request.client_order_id}."
+
+    async def _send(self, request: OrderRequest, check: OrderCheck) -> None:
+        if self.confirm:
+            box = QMessageBox(QMessageBox.Icon.Question, "Send this order?", self.describe(request, check),
+                              QMessageBox.StandardButton.Ok | QMessageBox.StandardButton.Cancel, self)
+            answer = asyncio.get_running_loop().create_future()
+            box.finished.connect(lambda result: answer.done() or answer.set_result(result))
+            self.confirm_dialog = box
+            box.open()  # no nested event loop (exec() would re-enter asyncio)
+            if await answer != QMessageBox.StandardButton.Ok:
+                self.message.setText("Not sent.")
+                return
+        self.submit.setEnabled(False)
+        self.message.setText("Sending…")
+        try:
+            self.sent.append(request)
+            order = await self.runtime.orders.submit(request)
+        except Exception as exc:  # a refusal before sending: the sentence, the form keeps what was typed
+            if shiboken6.isValid(self.message):
+                self.message.setStyleSheet(f"color: {theme.DOWN};")
+                self.message.setText(str(exc))
+                self.submit.setEnabled(True)
+            return
+        if not shiboken6.isValid(self.message):
+            return
+        good = order.status not in (OrderStatus.REJECTED, OrderStatus.UNKNOWN)
+        self.message.setStyleSheet(f"color: {theme.UP if good else theme.WARN};")
+        state = order.status.value.replace("_", " ")
+        self.message.setText(f"{request.side.value.capitalize()} {request.amount:f} {request.symbol}: {state}."
+                             + (f" {order.reason}" if order.reason else ""))
+        self.amount.clear()
+        self.percent.setValue(0)
+        self.refresh_balances()
+
+    def shutdown(self) -> None:
+        self.balance_timer.stop()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
