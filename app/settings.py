@@ -255,6 +255,21 @@ class OptionalFile(Rule):
         return str(path)
 
 
+_HOTKEY = re.compile(r"((Ctrl|Alt|Shift|Meta)\+)*(F([1-9]|1[0-2])|[A-Z0-9])")
+
+
+@dataclass(frozen=True, slots=True)
+class Hotkey(Rule):
+    @property
+    def allowed(self) -> str:
+        return "a key such as \"F2\" or \"Ctrl+B\" (modifiers Ctrl, Alt, Shift, Meta; keys F1-F12, A-Z, 0-9)"
+
+    def parse(self, value: object, ctx: Context) -> str:
+        if not isinstance(value, str) or not _HOTKEY.fullmatch(value.strip()):
+            raise self.fail(value)
+        return value.strip()
+
+
 @dataclass(frozen=True, slots=True)
 class AnyText(Rule):
     @property
@@ -339,6 +354,8 @@ class SimSettings:
 class UiSettings:
     timeframe: str = setting("1m", Choice(tuple(TIMEFRAMES)), "the chart timeframe")
     refresh_hz: int = setting(30, WholeNumber(1, 60, "times per second"), "how often tables and charts repaint")
+    buy_hotkey: str = setting("F2", Hotkey(), "opens the order ticket on Buy")
+    sell_hotkey: str = setting("F3", Hotkey(), "opens the order ticket on Sell")
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ class ChartWidget(QWidget):
     """A symbol's candles with volume. `load` is how the chart asks the runtime for a series."""
 
     timeframeChanged = Signal(str)
+    priceClicked = Signal(float)  # a double-click on the price pane: the order ticket takes that price
 
     def __init__(self, load: Callable[[str, str], "asyncio.Future[CandleSeries] | object"], refresh_hz: int = 30,
                  parent: QWidget | None = None) -> None:
@@ -119,6 +120,7 @@ class ChartWidget(QWidget):
 
         self._mouse_proxy = pg.SignalProxy(self.graphics.scene().sigMouseMoved, rateLimit=60, slot=self._on_mouse)
         self.price_plot.getViewBox().sigXRangeChanged.connect(self._on_x_range)
+        self.graphics.scene().sigMouseClicked.connect(self._on_click)
 
         self.timer = QTimer(self)
         self.timer.setInterval(max(16, int(1000 / max(1, min(60, refresh_hz)))))
@@ -354,6 +356,13 @@ class ChartWidget(QWidget):
         self.cross_h.setPos(point.y())
         i = int(np.clip(np.searchsorted(self._x, point.x() - (self.series.seconds / 2 if self.series else 0)), 0, len(self._x) - 1))
         self._set_readout(i)
+
+    def _on_click(self, event) -> None:  # noqa: ANN001 - pyqtgraph's MouseClickEvent
+        if not event.double() or event.button() != Qt.MouseButton.LeftButton:
+            return
+        pos = event.scenePos()
+        if self.price_plot.sceneBoundingRect().contains(pos):
+            self.priceClicked.emit(float(self.price_plot.getViewBox().mapSceneToView(pos).y()))
 
     def visible_count(self) -> int:
         s = self._visible()

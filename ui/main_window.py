@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from PySide6.QtCore import QByteArray, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import QDockWidget, QFrame, QHBoxLayout, QLabel, QMainWindow, QToolButton, QVBoxLayout, QWidget
 
 from app import __version__
@@ -15,7 +15,7 @@ from ui.chart import ChartWidget
 from ui.compare import ComparePanel
 from ui.health import HealthView
 from ui.keys_dialog import ApiKeysDialog
-from ui.orders_view import BalancesPanel, OrdersPanel
+from ui.orders_view import BalancesPanel, FillsPanel, OrdersPanel
 from ui.ticket import OrderTicket
 from ui.status import MarketStatusBar
 from ui.watchlist import WatchlistModel, WatchlistView
@@ -23,7 +23,7 @@ from ui.watchlist import WatchlistModel, WatchlistView
 log = logging.getLogger(__name__)
 
 # Bump when docks are added or renamed, so an old saved layout is not applied to a new set of docks.
-LAYOUT_VERSION = 3
+LAYOUT_VERSION = 4
 KEY_GEOMETRY = "window.geometry"
 KEY_STATE = "window.state"
 KEY_SYMBOL = "chart.symbol"
@@ -80,6 +80,7 @@ class MainWindow(QMainWindow):
         self.watchlist_model = WatchlistModel(runtime.state, self)
         self.watchlist = WatchlistView(self.watchlist_model, refresh_hz)
         self.watchlist.symbolActivated.connect(self.show_symbol)
+        self.watchlist.priceChosen.connect(self._price_chosen)
         self.watchlist_dock = QDockWidget("Watchlist", self)
         self.watchlist_dock.setObjectName("dock.watchlist")  # saveState() keys docks by object name
         self.watchlist_dock.setWidget(self.watchlist)
@@ -93,14 +94,21 @@ class MainWindow(QMainWindow):
         self.health_dock = self._dock("Connection health", "dock.health", self.health, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.orders_panel = OrdersPanel(runtime)
         self.orders_dock = self._dock("Orders", "dock.orders", self.orders_panel, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.fills = FillsPanel(runtime)
+        self.fills_dock = self._dock("Trades", "dock.fills", self.fills, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.balances = BalancesPanel(runtime)
         self.balances_dock = self._dock("Balances", "dock.balances", self.balances, Qt.DockWidgetArea.BottomDockWidgetArea)
-        for dock in (self.compare_dock, self.health_dock, self.balances_dock):
+        for dock in (self.fills_dock, self.balances_dock, self.compare_dock, self.health_dock):
             self.tabifyDockWidget(self.orders_dock, dock)
         self.orders_dock.raise_()
         self.ticket = OrderTicket(runtime)
         self.ticket_dock = self._dock("Order ticket", "dock.ticket", self.ticket, Qt.DockWidgetArea.RightDockWidgetArea)
         self.resizeDocks([self.ticket_dock], [300], Qt.Orientation.Horizontal)
+        self.chart.priceClicked.connect(self.ticket.set_price)
+        ui = runtime.settings.ui
+        for key, side in ((ui.buy_hotkey, "buy"), (ui.sell_hotkey, "sell")):
+            shortcut = QShortcut(QKeySequence(key), self)
+            shortcut.activated.connect(lambda s=side: self.open_ticket(s))
         self.resizeDocks([self.compare_dock], [170], Qt.Orientation.Vertical)
 
         self.status = MarketStatusBar(runtime.state, getattr(runtime.venue, "title", runtime.venue.name),
@@ -112,8 +120,8 @@ class MainWindow(QMainWindow):
         self._start_symbol = ""
 
     def docks(self) -> tuple[QDockWidget, ...]:
-        return (self.watchlist_dock, self.ticket_dock, self.orders_dock, self.balances_dock, self.compare_dock,
-                self.health_dock)
+        return (self.watchlist_dock, self.ticket_dock, self.orders_dock, self.fills_dock, self.balances_dock,
+                self.compare_dock, self.health_dock)
 
     def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -201,6 +209,18 @@ class MainWindow(QMainWindow):
         symbol = self._start_symbol if self._start_symbol in self.runtime.markets else self.runtime.watchlist[0]
         self.show_symbol(symbol)
 
+    def open_ticket(self, side: str) -> None:
+        """The buy/sell hotkeys: show the ticket on that side, ready for an amount."""
+        self.ticket_dock.show()
+        self.ticket_dock.raise_()
+        (self.ticket.buy if side == "buy" else self.ticket.sell).click()
+        self.ticket.fill_price_from_market()
+        self.ticket.amount.setFocus()
+
+    def _price_chosen(self, symbol: str, price) -> None:  # noqa: ANN001
+        self.show_symbol(symbol)
+        self.ticket.set_price(price)
+
     def show_symbol(self, symbol: str) -> None:
         market = self.runtime.markets.get(symbol)
         decimals = market.price_decimals if market else 2
@@ -220,6 +240,7 @@ class MainWindow(QMainWindow):
         self.compare.shutdown()
         self.ticket.shutdown()
         self.balances.shutdown()
+        self.fills.shutdown()
         self.orders_panel.timer.stop()
         self.health.timer.stop()
         self.watchlist.timer.stop()

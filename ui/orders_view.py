@@ -107,12 +107,15 @@ class OrdersPanel(QWidget):
         self.cancel_button.clicked.connect(lambda: asyncio.ensure_future(self.cancel_selected()))
         self.cancel_all_button = QPushButton("Cancel all…")
         self.cancel_all_button.clicked.connect(lambda: asyncio.ensure_future(self.cancel_all()))
+        self.export_button = QPushButton("Export CSV…")
+        self.export_button.clicked.connect(self.export)
         self.message = QLabel("")
         self.message.setWordWrap(True)
         row = QHBoxLayout()
         row.addWidget(self.view)
         row.addWidget(self.cancel_button)
         row.addWidget(self.cancel_all_button)
+        row.addWidget(self.export_button)
         row.addWidget(self.message, 1)
         column = QVBoxLayout(self)
         column.setContentsMargins(4, 4, 4, 4)
@@ -130,6 +133,11 @@ class OrdersPanel(QWidget):
         self.model.set_rows([e for e in rows if (e.status in LIVE) == live])
         self.cancel_button.setEnabled(live)
         self.cancel_all_button.setEnabled(live and bool(self.model.rows))
+
+    def export(self) -> None:
+        from ui.csv_export import export_model
+
+        self.export_dialog = export_model(self, self.model, self.view.currentText(), self.message.setText)
 
     def selected(self) -> list:
         rows = {self.proxy.mapToSource(i).row() for i in self.table.selectionModel().selectedRows()}
@@ -234,3 +242,111 @@ class BalancesPanel(QTableView):
         self.timer.stop()
         if self._task is not None and not self._task.done():
             self._task.cancel()
+
+
+FILL_COLUMNS = ("Time", "Symbol", "Side", "Price", "Amount", "Fee", "Fee asset", "Maker", "Order", "Trade id")
+
+
+class FillsModel(QAbstractTableModel):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.rows: list = []
+        self._ids: set[str] = set()
+
+    def add(self, fills: list) -> None:
+        new = [f for f in fills if f.trade_id not in self._ids]
+        if not new:
+            return
+        self.beginInsertRows(QModelIndex(), len(self.rows), len(self.rows) + len(new) - 1)
+        self.rows.extend(new)
+        self._ids.update(f.trade_id for f in new)
+        self.endInsertRows()
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008
+        return 0 if parent.isValid() else len(FILL_COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: N802
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return FILL_COLUMNS[section]
+        return None
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        f = self.rows[index.row()]
+        col = index.column()
+        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.UserRole):
+            if role == Qt.ItemDataRole.UserRole and col in (3, 4, 5):
+                return float((f.price, f.amount, f.fee)[col - 3])
+            when = dt.datetime.fromtimestamp(f.ts / 1000).strftime("%Y-%m-%d %H:%M:%S") if f.ts else ""
+            return (when, f.symbol, f.side.value, f"{f.price:f}", f"{f.amount:f}", f"{f.fee:f}", f.fee_asset,
+                    "yes" if f.is_maker else "no", f.order_id, f.trade_id)[col]
+        if role == Qt.ItemDataRole.ForegroundRole and col == 2:
+            return QColor(theme.UP if f.side is Side.BUY else theme.DOWN)
+        return None
+
+
+class FillsPanel(QWidget):
+    """Trades (fills): the journal's recent ones at start, then each `trade.executed` as it happens."""
+
+    def __init__(self, runtime, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.runtime = runtime
+        self.model = FillsModel(self)
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(self.model)
+        self.proxy.setSortRole(Qt.ItemDataRole.UserRole)
+        self.table = QTableView()
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setAlternatingRowColors(True)
+        self.table.setShowGrid(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.export_button = QPushButton("Export CSV…")
+        self.export_button.clicked.connect(self.export)
+        self.message = QLabel("")
+        row = QHBoxLayout()
+        row.addWidget(self.export_button)
+        row.addWidget(self.message, 1)
+        column = QVBoxLayout(self)
+        column.setContentsMargins(4, 4, 4, 4)
+        column.addLayout(row)
+        column.addWidget(self.table, 1)
+        self._subscription = None
+        self._loaded = False
+        self.timer = QTimer(self)
+        self.timer.setInterval(1000)
+        self.timer.timeout.connect(self._load_once)
+        self.timer.start()
+
+    def _load_once(self) -> None:
+        orders = self.runtime.orders
+        if self._loaded or orders is None:
+            return
+        self._loaded = True
+        self._subscription = self.runtime.bus.subscribe("trade.executed", lambda e: self._on_fill(e.payload))
+        asyncio.ensure_future(self._load(orders))
+
+    async def _load(self, orders) -> None:  # noqa: ANN001
+        fills = await orders.recent_fills()
+        if shiboken6.isValid(self.model):
+            self.model.add(fills)
+
+    def _on_fill(self, fill) -> None:  # noqa: ANN001
+        if shiboken6.isValid(self.model):
+            self.model.add([fill])
+
+    def export(self) -> None:
+        from ui.csv_export import export_model
+
+        self.export_dialog = export_model(self, self.model, "Trades", self.message.setText)
+
+    def shutdown(self) -> None:
+        self.timer.stop()
+        if self._subscription is not None:
+            self._subscription.cancel()

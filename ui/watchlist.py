@@ -125,6 +125,7 @@ class WatchlistModel(QAbstractTableModel):
 
 class WatchlistView(QTableView):
     symbolActivated = Signal(str)
+    priceChosen = Signal(str, object)  # a double-click on a last, bid or ask cell: (symbol, Decimal price)
 
     def __init__(self, model: WatchlistModel, refresh_hz: int = 30, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -148,7 +149,7 @@ class WatchlistView(QTableView):
         header.setStretchLastSection(True)
         header.setHighlightSections(False)
         self.clicked.connect(self._activate)
-        self.activated.connect(self._activate)
+        self.doubleClicked.connect(self._choose_price)
         self.timer = QTimer(self)
         self.timer.setInterval(max(16, int(1000 / max(1, min(60, refresh_hz)))))
         self.timer.timeout.connect(model.refresh)
@@ -158,6 +159,16 @@ class WatchlistView(QTableView):
         symbol = self.proxy.data(index, SYMBOL_ROLE)
         if symbol:
             self.symbolActivated.emit(symbol)
+
+    def _choose_price(self, index: QModelIndex) -> None:
+        symbol = self.proxy.data(index, SYMBOL_ROLE)
+        ticker = self.source.state.tickers.get(symbol)
+        column = COLUMNS[index.column()]
+        if ticker is None or column not in ("Last", "Bid", "Ask"):
+            return
+        price = {"Last": ticker.last, "Bid": ticker.bid, "Ask": ticker.ask}[column]
+        if price is not None:
+            self.priceChosen.emit(symbol, price)
 
     def select_symbol(self, symbol: str) -> None:
         for row in range(self.proxy.rowCount()):

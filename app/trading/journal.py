@@ -316,6 +316,16 @@ def _recorded_fills(conn: sqlite3.Connection, client_order_id: str) -> list[Fill
     return [_fill(r) for r in rows]
 
 
+def recent_fills(conn: sqlite3.Connection, venue: str, limit: int) -> list[Fill]:
+    """The newest `limit` fills of `venue`, oldest first."""
+    rows = conn.execute(
+        "SELECT order_id, trade_id, symbol, side, price, amount, fee, fee_asset, ts, is_maker FROM order_fills "
+        "WHERE venue = ? ORDER BY ts DESC, rowid DESC LIMIT ?",
+        (venue, limit),
+    ).fetchall()
+    return [_fill(r) for r in reversed(rows)]
+
+
 def _insert_fill(conn: sqlite3.Connection, venue: str, client_order_id: str, f: Fill, synthetic: bool) -> bool:
     cur = conn.execute(
         "INSERT OR IGNORE INTO order_fills (venue, trade_id, client_order_id, order_id, symbol, side, price, amount, "
@@ -419,6 +429,9 @@ class OrderJournal:
 
     async def fills(self, client_order_id: str) -> list[Fill]:
         return await self.store.run(fills, client_order_id)
+
+    async def recent_fills(self, venue: str, limit: int = 500) -> list[Fill]:
+        return await self.store.run(recent_fills, venue, limit)
 
 
 def statuses(values: OrderStatus | Iterable[OrderStatus] | None) -> frozenset[OrderStatus] | None:

@@ -308,6 +308,10 @@ class OrderService:
     async def fills(self, client_order_id: str) -> list[Fill]:
         return await self.journal.fills(client_order_id)
 
+    async def recent_fills(self, limit: int = 500) -> list[Fill]:
+        """This venue's newest fills, oldest first (the trades table's start)."""
+        return await self.journal.recent_fills(self.venue_name, limit)
+
     # ------------------------------------------------------------------ placing
 
     def place(self, request: OrderRequest) -> PlaceOrder:

@@ -100,3 +100,41 @@ def test_risk_limits_refuse_before_sending_with_the_rule(open_window, qtbot) -> 
     qtbot.waitUntil(lambda: "risk limits" in ticket.message.text(), timeout=10_000)
     assert "max_order_notional" in ticket.message.text()
     assert window.runtime.orders.orders() == [] and ticket.amount.text() == "0.01"
+
+
+def test_prices_fill_from_the_watchlist_and_the_chart_and_hotkeys_pick_the_side(open_window, qtbot) -> None:
+    window = open_window()
+    ticket = ready(window, qtbot)
+    bid_col = 3
+    row = window.watchlist.row_of("ETH/USDT")
+    rect = window.watchlist.visualRect(window.watchlist.proxy.index(row, bid_col))
+    qtbot.mouseClick(window.watchlist.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())  # a real
+    qtbot.mouseDClick(window.watchlist.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())  # double-click
+    qtbot.waitUntil(lambda: ticket.symbol == "ETH/USDT")
+    assert Decimal(ticket.price.text()) == window.runtime.state.tickers["ETH/USDT"].bid
+    window.chart.priceClicked.emit(3000.123)
+    assert ticket.price.text() == "3000.12"
+    qtbot.keyClick(window, Qt.Key.Key_F3)
+    assert ticket.sell.isChecked() and ticket.submit.text() == "Sell ETH"
+    qtbot.keyClick(window, Qt.Key.Key_F2)
+    assert ticket.buy.isChecked()
+
+
+def test_trades_table_shows_fills_and_exports_csv(open_window, qtbot, tmp_path) -> None:
+    window = open_window()
+    ticket = ready(window, qtbot)
+    ticket.confirm_box.setChecked(False)
+    ticket.type.setCurrentText("Market")
+    qtbot.keyClicks(ticket.amount, "0.01")
+    qtbot.mouseClick(ticket.submit, Qt.MouseButton.LeftButton)
+    fills = window.fills
+    qtbot.waitUntil(lambda: fills.model.rowCount() >= 1, timeout=10_000)
+    assert fills.model.data(fills.model.index(0, 1)) == "BTC/USDT"
+    assert fills.model.data(fills.model.index(0, 2)) == "buy"
+    fills.export()
+    target = tmp_path / "trades.csv"
+    fills.export_dialog.fileSelected.emit(str(target))
+    qtbot.waitUntil(lambda: "Saved" in fills.message.text(), timeout=5_000)
+    lines = target.read_text().splitlines()
+    assert lines[0].startswith("Time,Symbol,Side,Price") and len(lines) == 1 + fills.model.rowCount()
+    fills.export_dialog.close()
