@@ -118,6 +118,11 @@ class ChartWidget(QWidget):
         self.message = pg.TextItem(anchor=(0.5, 0.5), color=theme.MUTED)
         self.price_plot.addItem(self.message, ignoreBounds=True)
 
+        # The user's orders (dashed lines at their prices) and fills (triangles where they traded).
+        self.order_lines: dict[str, pg.InfiniteLine] = {}
+        self.fill_markers = pg.ScatterPlotItem(size=11, pen=pg.mkPen("#ffffff", width=1))
+        self.price_plot.addItem(self.fill_markers, ignoreBounds=True)
+
         self._mouse_proxy = pg.SignalProxy(self.graphics.scene().sigMouseMoved, rateLimit=60, slot=self._on_mouse)
         self.price_plot.getViewBox().sigXRangeChanged.connect(self._on_x_range)
         self.graphics.scene().sigMouseClicked.connect(self._on_click)
@@ -363,6 +368,28 @@ class ChartWidget(QWidget):
         pos = event.scenePos()
         if self.price_plot.sceneBoundingRect().contains(pos):
             self.priceClicked.emit(float(self.price_plot.getViewBox().mapSceneToView(pos).y()))
+
+    def set_orders(self, orders: list[tuple[str, float, bool, str]]) -> None:
+        """Open orders of the shown symbol as (client id, price, is_buy, label) price lines."""
+        wanted = {cid for cid, *_ in orders}
+        for cid in list(self.order_lines):
+            if cid not in wanted:
+                self.price_plot.removeItem(self.order_lines.pop(cid))
+        for cid, price, is_buy, label in orders:
+            line = self.order_lines.get(cid)
+            colour = theme.UP if is_buy else theme.DOWN
+            if line is None:
+                line = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen(colour, width=1, style=Qt.PenStyle.DashDotLine),
+                                       label=label, labelOpts={"position": 0.08, "color": colour, "anchors": [(0, 1), (0, 1)]})
+                self.order_lines[cid] = line
+                self.price_plot.addItem(line, ignoreBounds=True)
+            line.setPos(price)
+
+    def set_fills(self, fills: list[tuple[float, float, bool]]) -> None:
+        """Fills of the shown symbol as (time s, price, is_buy): up triangles for buys, down for sells."""
+        spots = [{"pos": (t, p), "symbol": "t1" if buy else "t", "brush": pg.mkBrush(theme.UP if buy else theme.DOWN)}
+                 for t, p, buy in fills]
+        self.fill_markers.setData(spots)
 
     def visible_count(self) -> int:
         s = self._visible()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from PySide6.QtCore import QByteArray, Qt, Signal
+from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import QDockWidget, QFrame, QHBoxLayout, QLabel, QMainWindow, QToolButton, QVBoxLayout, QWidget
 
 from app import __version__
+from app.domain import OrderStatus, Side
 from app.runtime import Runtime
 from ui.chart import ChartWidget
 from ui.compare import ComparePanel
@@ -105,6 +106,10 @@ class MainWindow(QMainWindow):
         self.ticket_dock = self._dock("Order ticket", "dock.ticket", self.ticket, Qt.DockWidgetArea.RightDockWidgetArea)
         self.resizeDocks([self.ticket_dock], [300], Qt.Orientation.Horizontal)
         self.chart.priceClicked.connect(self.ticket.set_price)
+        self.marks_timer = QTimer(self)
+        self.marks_timer.setInterval(500)
+        self.marks_timer.timeout.connect(self.refresh_chart_marks)
+        self.marks_timer.start()
         ui = runtime.settings.ui
         for key, side in ((ui.buy_hotkey, "buy"), (ui.sell_hotkey, "sell")):
             shortcut = QShortcut(QKeySequence(key), self)
@@ -209,6 +214,19 @@ class MainWindow(QMainWindow):
         symbol = self._start_symbol if self._start_symbol in self.runtime.markets else self.runtime.watchlist[0]
         self.show_symbol(symbol)
 
+    def refresh_chart_marks(self) -> None:
+        """Open orders and this session's fills of the charted symbol, drawn on the chart."""
+        orders = self.runtime.orders
+        symbol = self.chart.symbol
+        if orders is None or not symbol:
+            return
+        live = [e for e in orders.orders() if e.symbol == symbol and e.price is not None
+                and e.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING, OrderStatus.UNKNOWN)]
+        self.chart.set_orders([(e.client_order_id, float(e.price), e.side is Side.BUY,
+                                f"{e.side.value} {e.amount - e.filled:f}") for e in live])
+        self.chart.set_fills([(f.ts / 1000, float(f.price), f.side is Side.BUY)
+                              for f in self.fills.model.rows if f.symbol == symbol])
+
     def open_ticket(self, side: str) -> None:
         """The buy/sell hotkeys: show the ticket on that side, ready for an amount."""
         self.ticket_dock.show()
@@ -242,6 +260,7 @@ class MainWindow(QMainWindow):
         self.balances.shutdown()
         self.fills.shutdown()
         self.orders_panel.timer.stop()
+        self.marks_timer.stop()
         self.health.timer.stop()
         self.watchlist.timer.stop()
         self.status.timer.stop()

@@ -138,3 +138,22 @@ def test_trades_table_shows_fills_and_exports_csv(open_window, qtbot, tmp_path) 
     lines = target.read_text().splitlines()
     assert lines[0].startswith("Time,Symbol,Side,Price") and len(lines) == 1 + fills.model.rowCount()
     fills.export_dialog.close()
+
+
+def test_open_orders_and_fills_are_drawn_on_the_chart(open_window, qtbot) -> None:
+    window = open_window()
+    ticket = ready(window, qtbot)
+    ticket.confirm_box.setChecked(False)
+    last = window.runtime.state.tickers["BTC/USDT"].last
+    ticket.set_price(last * Decimal("0.95"))
+    qtbot.keyClicks(ticket.amount, "0.01")
+    qtbot.mouseClick(ticket.submit, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(window.chart.order_lines) == 1, timeout=10_000)
+    (line,) = window.chart.order_lines.values()
+    assert abs(line.value() - float((last * Decimal("0.95")).quantize(Decimal("0.01")))) < 1e-6
+    ticket.type.setCurrentText("Market")
+    qtbot.keyClicks(ticket.amount, "0.01")  # the ticket cleared the amount after the first order
+    qtbot.mouseClick(ticket.submit, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(window.chart.fill_markers.data) >= 1, timeout=10_000)
+    x, y = window.chart.fill_markers.data[0]["x"], window.chart.fill_markers.data[0]["y"]
+    assert abs(y - float(last)) / float(last) < 0.01 and x > 1.7e9
