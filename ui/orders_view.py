@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QLineEdit,
     QMessageBox,
     QPushButton,
     QTableView,
@@ -31,6 +32,16 @@ ORDER_COLUMNS = ("Time", "Symbol", "Side", "Type", "Price", "Amount", "Filled", 
 
 def _num(value) -> str:  # noqa: ANN001
     return "—" if value is None else f"{value:f}"
+
+
+def _filter_box(proxy: QSortFilterProxyModel) -> QLineEdit:
+    box = QLineEdit()
+    box.setPlaceholderText("Filter (symbol, side, status…)")
+    box.setClearButtonEnabled(True)
+    box.setMaximumWidth(240)
+    proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+    box.textChanged.connect(proxy.setFilterFixedString)
+    return box
 
 
 class OrdersModel(QAbstractTableModel):
@@ -89,7 +100,7 @@ class OrdersPanel(QWidget):
         self.proxy = QSortFilterProxyModel(self)
         self.proxy.setSourceModel(self.model)
         self.proxy.setSortRole(Qt.ItemDataRole.UserRole)
-        self.proxy.setFilterKeyColumn(1)
+        self.proxy.setFilterKeyColumn(-1)  # the filter matches any column: symbol, side, status, client id
         self.table = QTableView()
         self.table.setModel(self.proxy)
         self.table.setSortingEnabled(True)
@@ -109,10 +120,12 @@ class OrdersPanel(QWidget):
         self.cancel_all_button.clicked.connect(lambda: asyncio.ensure_future(self.cancel_all()))
         self.export_button = QPushButton("Export CSV…")
         self.export_button.clicked.connect(self.export)
+        self.filter = _filter_box(self.proxy)
         self.message = QLabel("")
         self.message.setWordWrap(True)
         row = QHBoxLayout()
         row.addWidget(self.view)
+        row.addWidget(self.filter)
         row.addWidget(self.cancel_button)
         row.addWidget(self.cancel_all_button)
         row.addWidget(self.export_button)
@@ -309,8 +322,11 @@ class FillsPanel(QWidget):
         self.table.horizontalHeader().setStretchLastSection(True)
         self.export_button = QPushButton("Export CSV…")
         self.export_button.clicked.connect(self.export)
+        self.proxy.setFilterKeyColumn(-1)
+        self.filter = _filter_box(self.proxy)
         self.message = QLabel("")
         row = QHBoxLayout()
+        row.addWidget(self.filter)
         row.addWidget(self.export_button)
         row.addWidget(self.message, 1)
         column = QVBoxLayout(self)

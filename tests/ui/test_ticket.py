@@ -157,3 +157,23 @@ def test_open_orders_and_fills_are_drawn_on_the_chart(open_window, qtbot) -> Non
     qtbot.waitUntil(lambda: len(window.chart.fill_markers.data) >= 1, timeout=10_000)
     x, y = window.chart.fill_markers.data[0]["x"], window.chart.fill_markers.data[0]["y"]
     assert abs(y - float(last)) / float(last) < 0.01 and x > 1.7e9
+
+
+def test_orders_history_can_be_filtered(open_window, qtbot) -> None:
+    window = open_window()
+    ticket = ready(window, qtbot)
+    ticket.confirm_box.setChecked(False)
+    ticket.type.setCurrentText("Market")
+    for amount in ("0.01", "0.02"):
+        qtbot.keyClicks(ticket.amount, amount)
+        qtbot.mouseClick(ticket.submit, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: "filled" in ticket.message.text(), timeout=10_000)
+        ticket.message.setText("")
+    panel = window.orders_panel
+    panel.view.setCurrentText("Order history")
+    qtbot.waitUntil(lambda: panel.proxy.rowCount() == 2, timeout=3_000)
+    qtbot.keyClicks(panel.filter, "0.02")
+    assert panel.proxy.rowCount() == 1
+    panel.filter.clear()
+    qtbot.keyClicks(panel.filter, "ETH")
+    assert panel.proxy.rowCount() == 0
