@@ -10,7 +10,7 @@ import asyncio
 import logging
 
 import shiboken6
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QComboBox,
@@ -27,38 +27,33 @@ from app.venues import factory
 from app.venues.manager import VenueQuote
 from ui import format as fmt
 from ui import theme
+from ui.table_model import Index, RowsModel
 
 log = logging.getLogger(__name__)
 COLUMNS = ("Venue", "Bid", "Ask", "Last", "Spread", "Buy vs best", "Sell vs best")
-Index = QModelIndex | QPersistentModelIndex
 
 
 def _bps(value) -> str:
     return "—" if value is None else f"{value:.2f} bps"
 
 
-class CompareModel(QAbstractTableModel):
+class CompareModel(RowsModel):
+    columns = COLUMNS
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.quotes: list[VenueQuote] = []
         self.decimals = 2
 
+    @property
+    def quotes(self) -> list[VenueQuote]:
+        return self.rows
+
     def set_quotes(self, quotes: list[VenueQuote], decimals: int) -> None:
-        self.beginResetModel()
-        self.quotes = quotes
         self.decimals = decimals
-        self.endResetModel()
+        self.set_rows(quotes)
 
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008
-        return 0 if parent.isValid() else len(self.quotes)
 
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008
-        return 0 if parent.isValid() else len(COLUMNS)
 
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: N802
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return COLUMNS[section]
-        return None
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole):
         if not index.isValid():

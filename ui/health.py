@@ -5,43 +5,32 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QHeaderView, QTableView, QWidget
 
 from ui import theme
+from ui.table_model import Index, RowsModel
 
 COLUMNS = ("Service", "State", "Failures", "Next probe", "Calls", "Rejected", "Last error")
 STATE_TEXT = {"closed": "Healthy", "open": "Paused (circuit open)", "half_open": "Probing"}
 STATE_COLOUR = {"closed": theme.UP, "open": theme.DOWN, "half_open": theme.WARN}
-Index = QModelIndex | QPersistentModelIndex
 
 
-class HealthModel(QAbstractTableModel):
+class HealthModel(RowsModel):
+    columns = COLUMNS
+
     """Rows from `healths()` (a list of GuardHealth), re-read on a timer."""
 
     def __init__(self, healths: Callable[[], list], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.healths = healths
-        self.rows: list = []
 
     def refresh(self) -> None:
-        rows = self.healths()
-        if rows != self.rows:
-            self.beginResetModel()
-            self.rows = rows
-            self.endResetModel()
+        self.set_rows(self.healths())
 
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008
-        return 0 if parent.isValid() else len(self.rows)
 
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008
-        return 0 if parent.isValid() else len(COLUMNS)
 
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: N802
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return COLUMNS[section]
-        return None
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole):
         if not index.isValid():

@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 
 import shiboken6
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt, QTimer
+from PySide6.QtCore import QModelIndex, QSortFilterProxyModel, Qt, QTimer
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -24,8 +24,8 @@ from PySide6.QtWidgets import (
 
 from app.domain import OrderStatus, Side
 from ui import theme
+from ui.table_model import Index, RowsModel
 
-Index = QModelIndex | QPersistentModelIndex
 LIVE = (OrderStatus.PENDING, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED, OrderStatus.UNKNOWN)
 ORDER_COLUMNS = ("Time", "Symbol", "Side", "Type", "Price", "Amount", "Filled", "Avg", "Status", "Client id", "Note")
 
@@ -44,28 +44,12 @@ def _filter_box(proxy: QSortFilterProxyModel) -> QLineEdit:
     return box
 
 
-class OrdersModel(QAbstractTableModel):
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.rows: list = []
+class OrdersModel(RowsModel):
+    columns = ORDER_COLUMNS
 
-    def set_rows(self, rows: list) -> None:
-        if rows == self.rows:
-            return
-        self.beginResetModel()
-        self.rows = rows
-        self.endResetModel()
 
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008
-        return 0 if parent.isValid() else len(self.rows)
 
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008
-        return 0 if parent.isValid() else len(ORDER_COLUMNS)
 
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: N802
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return ORDER_COLUMNS[section]
-        return None
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole):
         if not index.isValid():
@@ -187,28 +171,12 @@ class OrdersPanel(QWidget):
             self.refresh()
 
 
-class BalancesModel(QAbstractTableModel):
-    COLUMNS = ("Asset", "Free", "In orders", "Total")
+class BalancesModel(RowsModel):
+    columns = ("Asset", "Free", "In orders", "Total")
 
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.rows: list = []
 
-    def set_rows(self, rows: list) -> None:
-        self.beginResetModel()
-        self.rows = rows
-        self.endResetModel()
 
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008
-        return 0 if parent.isValid() else len(self.rows)
 
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008
-        return 0 if parent.isValid() else len(self.COLUMNS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: N802
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.COLUMNS[section]
-        return None
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole):
         if not index.isValid() or role != Qt.ItemDataRole.DisplayRole:
@@ -260,10 +228,11 @@ class BalancesPanel(QTableView):
 FILL_COLUMNS = ("Time", "Symbol", "Side", "Price", "Amount", "Fee", "Fee asset", "Maker", "Order", "Trade id")
 
 
-class FillsModel(QAbstractTableModel):
+class FillsModel(RowsModel):
+    columns = FILL_COLUMNS
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.rows: list = []
         self._ids: set[str] = set()
 
     def add(self, fills: list) -> None:
@@ -275,16 +244,8 @@ class FillsModel(QAbstractTableModel):
         self._ids.update(f.trade_id for f in new)
         self.endInsertRows()
 
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008
-        return 0 if parent.isValid() else len(self.rows)
 
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008
-        return 0 if parent.isValid() else len(FILL_COLUMNS)
 
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: N802
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return FILL_COLUMNS[section]
-        return None
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole):
         if not index.isValid():
