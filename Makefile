@@ -37,6 +37,7 @@ bench: $(VENV)/.installed-test
 	QT_QPA_PLATFORM=$${QT_QPA_PLATFORM:-offscreen} $(PY) tests/benchmarks/bench_chart.py
 	$(PY) tests/benchmarks/bench_codecs.py
 	$(PY) tests/benchmarks/bench_stream.py
+	$(PY) tests/benchmarks/bench_orders.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from app.bus import Event, EventBus
+from app.bus import Event, EventBus, Priority
 from app.market.candles import CandleArrays, CandleSeries, CandleStore
 from app.market.feed import TOPIC_CANDLE, TOPIC_CONNECTION, TOPIC_PRICE, TOPIC_TRADE, MarketFeed
 from app.market.state import MarketState
@@ -43,6 +43,7 @@ def sim_config(s: SimSettings) -> SimConfig:
 
 
 KEYED_VENUES = ("binance", "gate", "mexc", "mt5")
+TOPIC_NOTICE = "app.notice"  # a sentence the window must show (str), whenever it arises
 
 
 def venue_config(name: str, settings: Settings, credentials: Any = None) -> Any:
@@ -195,6 +196,7 @@ class Runtime:
         except Exception as exc:  # the journal stays as it is; trading stays off and the user is told why
             log.exception("the order service could not start")
             self.notices.append(str(exc))
+            self.bus.publish(TOPIC_NOTICE, str(exc), Priority.HIGH)
 
     async def validate_order(self, request: OrderRequest) -> None:
         """The last check before anything is sent: the venue's rules with fresh balances, then the
@@ -234,7 +236,7 @@ class Runtime:
             status = await asyncio.to_thread(backend_status)
             if not status.secure:
                 return None
-            self.secrets = KeyringSecretStore()
+            self.secrets = await asyncio.to_thread(KeyringSecretStore)  # it probes D-Bus: never on the loop
         try:
             return await self.secrets.get(name)
         except Exception as exc:  # a locked or broken keyring: say so, carry on with public data

@@ -300,10 +300,11 @@ class OptionalUrl(Rule):
         if text == "":
             return ""
         parsed = urlsplit(text)
+        # Credentials first: a URL carrying them must never be echoed back into a message or a log.
+        if parsed.username or parsed.password or parsed.query or "@" in text:
+            raise self.fail("(a URL with credentials or a query)", " (API keys belong in Settings → API keys, not in URLs)")
         if parsed.scheme not in self.schemes or not parsed.hostname:
             raise self.fail(value)
-        if parsed.username or parsed.password or parsed.query:
-            raise self.fail("(a URL with credentials or a query)", " (API keys belong in Settings → API keys, not in URLs)")
         return text.rstrip("/")
 
 

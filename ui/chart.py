@@ -383,6 +383,8 @@ class ChartWidget(QWidget):
                                        label=label, labelOpts={"position": 0.08, "color": colour, "anchors": [(0, 1), (0, 1)]})
                 self.order_lines[cid] = line
                 self.price_plot.addItem(line, ignoreBounds=True)
+            elif line.label is not None:
+                line.label.setFormat(label)  # the remaining amount shrinks as the order fills
             line.setPos(price)
 
     def set_fills(self, fills: list[tuple[float, float, bool]]) -> None:

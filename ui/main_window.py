@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import shiboken6
+
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import QDockWidget, QFrame, QHBoxLayout, QLabel, QMainWindow, QToolButton, QVBoxLayout, QWidget
 
 from app import __version__
 from app.domain import OrderStatus, Side
-from app.runtime import Runtime
+from app.runtime import TOPIC_NOTICE, Runtime
 from ui.chart import ChartWidget
 from ui.compare import ComparePanel
 from ui.health import HealthView
@@ -200,6 +202,8 @@ class MainWindow(QMainWindow):
         """Start the market and fill the window. Failures become a sentence in the window."""
         for message in self.runtime.notices:
             self.notice.add(message)
+        # Sentences that arise later (the order service failing to start, say) reach the bar too.
+        self.runtime.bus.subscribe(TOPIC_NOTICE, lambda e: shiboken6.isValid(self.notice) and self.notice.add(e.payload))
         try:
             await self.runtime.start()
         except asyncio.CancelledError:

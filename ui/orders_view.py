@@ -150,8 +150,10 @@ class OrdersPanel(QWidget):
 
     async def cancel_all(self) -> None:
         count = len(self.model.rows)
+        venue = getattr(self.runtime.venue, "title", "")
         box = QMessageBox(QMessageBox.Icon.Warning, "Cancel all orders?",
-                          f"Cancel all {count} open order(s) on {getattr(self.runtime.venue, 'title', '')}?",
+                          f"Cancel every open order on {venue} for this account: the {count} placed from Meridian, "
+                          "and any placed elsewhere (another app, the website, a bot)?",
                           QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
         answer = asyncio.get_running_loop().create_future()
         box.finished.connect(lambda result: answer.done() or answer.set_result(result))

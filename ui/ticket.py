@@ -60,6 +60,7 @@ class OrderTicket(QWidget):
         self.confirm = True
         self.sent: list[OrderRequest] = []  # what this ticket sent, for tests and the log
         self._task: asyncio.Task[None] | None = None
+        self.sending = False  # one order at a time: set before anything is scheduled, so no second press slips in
 
         self.title = QLabel("")
         self.title.setStyleSheet(f"color: {theme.TEXT}; font-weight: bold;")
@@ -96,8 +97,7 @@ class OrderTicket(QWidget):
         self.confirm_box.setChecked(True)
         self.confirm_box.toggled.connect(lambda on: setattr(self, "confirm", on))
         for field in (self.price, self.stop, self.amount):
-            field.textEdited.connect(lambda _t: self.revalidate())
-            field.returnPressed.connect(self.submit_clicked)
+            field.textEdited.connect(lambda _t: self.revalidate())  # Enter reaches keyPressEvent: one path only
         self.tif.currentIndexChanged.connect(lambda _i: self.revalidate())
         self.post_only.toggled.connect(lambda _b: self.revalidate())
 
@@ -300,7 +300,7 @@ class OrderTicket(QWidget):
             parts.append("after: " + ", ".join(f"{v:f} {a}" for a, v in check.balance_after.items()))
         self.preview.setText("  ·  ".join(parts))
         self.notes.setText(" ".join(check.notes))
-        self.submit.setEnabled(check.ok and self.runtime.orders is not None)
+        self.submit.setEnabled(check.ok and self.runtime.orders is not None and not self.sending)
         return check
 
     # -- sending ----------------------------------------------------------------------------------
@@ -322,16 +322,28 @@ class OrderTicket(QWidget):
         self.fill_price_from_market()
 
     def submit_clicked(self) -> None:
+        if self.sending:
+            return  # a second Enter or click while this order is being confirmed or sent
         check = self.revalidate()
         if check is None or not check.ok or self.runtime.orders is None:
             return
+        self.sending = True
+        self.submit.setEnabled(False)
         assert check.request is not None
         request = OrderRequest(
             check.request.symbol, check.request.side, check.request.type, check.request.amount,
             new_client_order_id(), price=check.request.price, stop_price=check.request.stop_price,
             time_in_force=check.request.time_in_force, post_only=check.request.post_only,
         )
-        asyncio.ensure_future(self._send(request, check))
+        asyncio.ensure_future(self._send_once(request, check))
+
+    async def _send_once(self, request: OrderRequest, check: OrderCheck) -> None:
+        try:
+            await self._send(request, check)
+        finally:
+            self.sending = False  # before this coroutine returns: the next press is the user's
+            if shiboken6.isValid(self.submit):
+                self.revalidate()
 
     def describe(self, request: OrderRequest, check: OrderCheck) -> str:
         market = self.runtime.markets[request.symbol]

@@ -133,7 +133,7 @@ class MarketFeed:
                 raise
             except Exception as exc:  # any failure of the stream: keep trying, never give up
                 attempt += 1
-                delay = random.uniform(0, min(self.backoff_cap, self.backoff_base * 2**attempt))
+                delay = random.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** min(attempt, 30)))
                 log.warning("%s stream failed (%s); reconnecting in %.1f s", self.venue.name, exc, delay)
                 self._set(ConnectionState.RECONNECTING, str(exc), retry_at=time.time() + delay)
                 await asyncio.sleep(delay)

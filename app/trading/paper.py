@@ -31,7 +31,9 @@ class PaperVenue:
     def __init__(self, venue: Venue, balances: Mapping[str, Decimal] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.inner = venue
-        self.name = venue.name
+        # Its own name, so the order journal keeps paper orders apart from the live venue's: a paper run
+        # must never reconcile (or cancel) real orders, nor a live run paper ones.
+        self.name = f"{venue.name}-paper"
         self.title = f"{getattr(venue, 'title', venue.name)} (paper)"
         self._clock = clock
         self._starting = dict(balances or DEFAULT_PAPER_BALANCES)

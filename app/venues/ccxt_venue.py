@@ -338,7 +338,7 @@ class CcxtVenue:
         if request.post_only:
             params["postOnly"] = True
         if request.stop_price is not None:
-            params["stopPrice"] = float(request.stop_price)
+            params["stopPrice"] = format(request.stop_price, "f")
         return params
 
     def to_order(self, o: dict[str, Any]) -> Order:
@@ -371,12 +371,13 @@ class CcxtVenue:
         self._require_keys("Placing an order")
         await self._market(request.symbol)
         ccxt_type = "market" if request.type is OrderType.MARKET else "limit"
-        price = float(request.price) if request.price is not None else None
+        # Exact decimal strings, not floats: ccxt formats them to the market's precision itself.
+        price = format(request.price, "f") if request.price is not None else await self.market_order_price(request)
         params = self.order_params(request)
         try:
             raw = await self.guard.call(
                 self._with_retry_after(lambda: self.exchange.create_order(
-                    request.symbol, ccxt_type, request.side.value, float(request.amount), price, params)),
+                    request.symbol, ccxt_type, request.side.value, format(request.amount, "f"), price, params)),
                 idempotent=False,
                 what="create order",
             )
@@ -398,6 +399,10 @@ class CcxtVenue:
         if not order.client_order_id:
             order = _with_client_id(order, request.client_order_id)
         return order
+
+    async def market_order_price(self, request: OrderRequest) -> str | None:
+        """A price for a market order, where the exchange needs one (Gate.io's market buys); None elsewhere."""
+        return None
 
     async def cancel_order(self, order_id: str, symbol: str) -> Order:
         self._require_keys("Cancelling an order")

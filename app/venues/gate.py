@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from app.domain import OrderRequest
+from app.domain import Order, OrderRequest, OrderType, Side
 from app.streams.codecs.gate import GateCodec
 from app.streams.connection import StreamSpec
+from app.venues.base import OrderNotFound, OrderRejected, VenueUnavailable
 from app.venues.ccxt_venue import CcxtVenue
 
 CHANNELS = ("ticker", "trades", "kline")  # final klines correct candles built from trades
@@ -39,10 +40,42 @@ class GateVenue(CcxtVenue):
     def client_id_lookup_params(self, client_order_id: str) -> dict[str, Any]:
         return {}
 
-    async def fetch_order_by_client_id(self, client_order_id: str, symbol: str):  # type: ignore[override]
-        # Gate accepts the custom text in place of the order id.
+    async def fetch_order_by_client_id(self, client_order_id: str, symbol: str) -> Order:  # type: ignore[override]
+        # Gate accepts the custom text in place of the order id, but finds a FINISHED order by its text
+        # only for about a minute. "Not found" is therefore no proof of absence: look in the history,
+        # and if it is not there either, stay undecided (never "not placed") so nothing is sent twice.
         text = client_order_id if client_order_id.startswith("t-") else f"t-{client_order_id}"
-        return await self.fetch_order(text, symbol)
+        try:
+            return await self.fetch_order(text, symbol)
+        except OrderNotFound:
+            for order in await self.fetch_closed_orders(symbol):
+                if order.client_order_id in (text, client_order_id):
+                    return order
+            raise VenueUnavailable(
+                f"Gate.io does not find order {text} by its id, and it is not in the recent history either; "
+                "it cannot be confirmed either way. Check it on Gate.io before sending it again."
+            ) from None
+
+    async def fetch_closed_orders(self, symbol: str) -> list[Order]:
+        """Recent finished orders (the order service searches them when a lookup is inconclusive)."""
+        self._require_keys("Reading order history")
+        raw = await self._call("order history", lambda: self.exchange.fetch_closed_orders(symbol, None, 100))
+        return [self.to_order(o) for o in raw]
+
+    async def market_order_price(self, request: OrderRequest) -> str | None:
+        # Gate sizes a market buy in quote currency: ccxt needs a price to turn the amount into a cost.
+        if request.side is Side.BUY:
+            ticker = await self.fetch_ticker(request.symbol)
+            return format(ticker.ask or ticker.last, "f")
+        return None
+
+    async def create_order(self, request: OrderRequest) -> Order:
+        if request.type is OrderType.STOP_LIMIT:
+            # ccxt places Gate stops on /spot/price_orders, a separate id space our cancel, lookup and
+            # reconciliation do not follow yet: refuse rather than lose track of a live stop.
+            raise OrderRejected("Stop-limit orders are not supported on Gate.io in Meridian yet; "
+                                "place a limit order, or use Binance or MEXC for stops.")
+        return await super().create_order(request)
 
     def codec(self) -> GateCodec:
         return GateCodec(self.market_ids())

@@ -44,8 +44,8 @@ class VenueManager:
         except TimeoutError:
             await venue.close()
             raise VenueError(f"{_title(venue)} did not answer within {self.timeout:.0f} s; it was not added.") from None
-        except VenueError:
-            await venue.close()
+        except BaseException:
+            await venue.close()  # a venue that failed its check is not kept, nor left with open sockets
             raise
         old = self.venues.pop(venue.name, None)
         if old is not None:

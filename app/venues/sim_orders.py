@@ -18,6 +18,7 @@ its traded value times the rate and the funds reserved for a buy always cover it
 from __future__ import annotations
 
 import itertools
+import secrets
 from dataclasses import dataclass, field
 from decimal import ROUND_UP, Decimal, InvalidOperation, localcontext
 
@@ -135,6 +136,8 @@ class SimMatcher:
         self.account = account
         self._orders: dict[str, _Working] = {}
         self._by_client: dict[str, str] = {}
+        # Ids unique across runs: a journal keeps orders and fills of earlier runs, keyed by these ids.
+        self._run = secrets.token_hex(3)
         self._ids = itertools.count(1)
         self._trade_ids = itertools.count(1)
 
@@ -219,7 +222,7 @@ class SimMatcher:
     def submit(self, req: OrderRequest, book: OrderBook, last: Decimal, now_ms: int) -> Order:
         m = self._market(req.symbol)
         ref = self._validate(req, m, book)
-        w = _Working(req, f"SIM-{next(self._ids)}", now_ms)
+        w = _Working(req, f"SIM-{self._run}-{next(self._ids)}", now_ms)
         if req.side is Side.BUY:
             # The most the order can spend: fills never cost more than this value (a
             # market order walks the same book; a limit never pays above its price) and
@@ -337,7 +340,7 @@ class SimMatcher:
         w.cost += notional
         w.fee += fee
         w.fills.append(
-            Fill(w.id, f"SIMT-{next(self._trade_ids)}", m.symbol, w.request.side, price, amount, fee, m.quote, now_ms, maker)
+            Fill(w.id, f"SIMT-{self._run}-{next(self._trade_ids)}", m.symbol, w.request.side, price, amount, fee, m.quote, now_ms, maker)
         )
 
     def _finish(self, w: _Working, m: Market, status: OrderStatus) -> None:

@@ -1,7 +1,8 @@
 """Order round trip: from `OrderService.submit` to the `order.updated` OPEN event, against the local REST server.
 
 Run: `python tests/benchmarks/bench_orders.py [--orders N] [--warmup W] [--target-ms MS]
-[--compare-orders M] [--poll S] [--app-rate-limit] [--gap S] [--no-pin] [--data-dir DIR]`.
+[--compare-orders M] [--poll S] [--app-rate-limit] [--gap S] [--no-probe] [--no-pin]
+[--data-dir DIR] [--dump FILE]`.
 
 The server: tests/servers/binance.py's BinanceServer, run by order_server.py in its
 own process on 127.0.0.1 (pinned to CPU 1 when the machine has two cores; this
@@ -13,23 +14,27 @@ on `GET /bench/timings`.
 This process builds the app the way the window does, minus Qt: a `Runtime` with a
 real `BinanceVenue` (ccxt.async_support, the app's own `Guard`) pointed at the server
 with the test keys, a real `Store` (a SQLite file in a fresh temporary directory on
-disk, not tmpfs), the runtime's `EventBus`, `Runtime.start(["BTC/USDT"], stream=False)`
-(markets and a ticker from the server, no websocket), and an `OrderService` built as
-`Runtime._start_trading` builds it: `OrderService(venue, store, bus,
-validator=runtime.validate_order)`. So every order goes through the runtime's real
+disk, not tmpfs), the runtime's `EventBus`, `Runtime.start(["BTC/USDT"], stream=False,
+trading=False)` (markets and a ticker from the server, no websocket), and an
+`OrderService` built as `Runtime._start_trading` builds it, `OrderService(venue, store,
+bus, validator=runtime.validate_order)`, set as `runtime.orders` and started (it
+reconciles nothing: the file is new). So every order goes through the runtime's real
 validator: a signed `GET /api/v3/account` for fresh balances, `rules.check_order` and
 the risk checks (limits set high enough to pass but switched on, so every rule runs).
 Two differences from the window, both options: the service's 2 s poll of open orders
 is off (`--poll 2` turns it on), and the guard's token bucket is raised from ccxt's
 20 requests/s (burst 20) to a rate that never waits (`--app-rate-limit` keeps it):
 every order is two requests, so back-to-back orders would otherwise be paced at
-10 a second by the limiter, which a user clicking Submit never meets.
+10 a second by the limiter, which a user clicking Submit never meets. Orders go
+back to back; `--gap S` idles S seconds between them, as a user does (slower here:
+see the README).
 
 One order, timed: a limit buy of 0.0002 BTC at half the current bid (it rests OPEN,
 as on Binance, whose PERCENT_PRICE_BY_SIDE allows bids down to 0.2x), with a new
 client id from `new_client_order_id()` as the order ticket makes it. The clock
 (`time.monotonic_ns`) starts just before `await service.submit(request)` ("pressing
-Submit": the ticket calls exactly that) and stops in a synchronous `order.updated`
+Submit": the ticket's `_send` calls exactly that, after its own local `check_order`
+on the form, which is not timed) and stops in a synchronous `order.updated`
 subscriber when the event whose payload is that client id's OPEN order reaches it.
 Orders run one at a time, W warm-up orders first (not counted), then N timed ones.
 A whole pass is bounded by --timeout seconds and each order by --order-timeout.
@@ -37,20 +42,28 @@ A whole pass is bounded by --timeout seconds and each order by --order-timeout.
 Net time: every server request whose start falls inside an order's window is that
 order's (there must be exactly one `GET /api/v3/account` and one `POST
 /api/v3/order` with the order's `newClientOrderId`, else the run fails); their
-server times are subtracted from that order's round trip. Raw and net p50/p99 are
+server times are subtracted from that order's round trip (a server time that ends
+after the client already had the answer, the server having been preempted between
+writing and reading its clock, is cut at the client's receipt; with `--poll`, the
+poll's own `GET /api/v3/openOrders` may overlap an order and is not subtracted).
+A reference line times ccxt's unsigned `GET /api/v3/ping` the same way: the floor
+of one HTTP round trip through ccxt and aiohttp here. Raw and net p50/p99 are
 reported (nearest rank), with a breakdown: thin wrappers on the instances (no app
 code changed) time the validator, `venue.fetch_balance`, `journal.insert_pending`,
 `venue.create_order`, `journal.apply_order`, ccxt's `sign` and `fetch` (its HTTP
 call) and the store thread's execution of each SQLite function; the event's
-delivery is from `apply_order` returning to the subscriber. The wrappers cost a few
-microseconds per order; `--no-probe` runs without them.
+delivery is from `apply_order` returning to the subscriber. Only work done for the
+order being timed is charged to it (see `Probe`). The wrappers cost a few
+microseconds per order; `--no-probe` runs without them. `--dump FILE` writes every
+order's timestamps and stages and the server's timings as JSON.
 
 The journal's first write of an order (`insert_pending`) runs with
 `PRAGMA synchronous = FULL`, so it waits for an fsync of the WAL: an order must
 survive a power cut. To show what that costs, a second pass (--compare-orders,
-default 300; 0 skips it) runs the same orders with that one statement at NORMAL,
-on a fresh data file against the same server. It is a measurement only: the app
-always uses FULL.
+by default as many orders as the main pass; 0 skips it) runs the same orders with
+that one statement at NORMAL, on a fresh data file against the same server. It is
+a measurement only: the app always uses FULL. The data files are deleted after
+each pass.
 
 Exits with status 1 unless the net p50 of the main pass is <= --target-ms (10 ms).
 Not collected by pytest: the file name does not start with `test_`.
@@ -61,10 +74,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import contextvars
 import json
 import math
 import os
 import select
+import shutil
 import statistics
 import subprocess
 import sys
@@ -98,6 +113,8 @@ SYMBOL = "BTC/USDT"
 AMOUNT = Decimal("0.0002")  # about 6.5 USDT at half of 65,000: above the 5 USDT minimum notional
 CLIENT_CPU, SERVER_CPU = 0, 1
 ORDER_PATH, ACCOUNT_PATH, PING_PATH = "/api/v3/order", "/api/v3/account", "/api/v3/ping"
+OPEN_ORDERS_PATH = "/api/v3/openOrders"  # the service's poll, with --poll
+SQL_INSERT_ROW = "  on the store thread (SQL; synchronous=FULL in the app)"
 now = time.monotonic_ns
 
 
@@ -150,34 +167,46 @@ class OrderTimes:
         self.stages[stage] = self.stages.get(stage, 0) + ns
 
 
+_ORDER: contextvars.ContextVar[OrderTimes | None] = contextvars.ContextVar("bench_order", default=None)
+_CALL: contextvars.ContextVar[str] = contextvars.ContextVar("bench_call", default="")
+
+
 class Probe:
-    """Thin timing wrappers set on instances (never on classes, never in app code)."""
+    """Thin timing wrappers set on instances (never on classes, never in app code).
+
+    Only work done for the order being timed is charged to it: the order is a context variable set
+    in the benchmark's task before `submit`, which the service's placing task inherits, while the
+    poller and the bus dispatcher, started earlier, do not. The venue call that ccxt's `sign` and
+    `fetch` serve ("balance" or "create") is a context variable too. The store thread does not see
+    context variables, so a SQLite function is charged only when its client id is the current order's.
+    """
 
     def __init__(self) -> None:
-        self.current: OrderTimes | None = None
-        self.context = ""  # "balance" or "create": which venue call ccxt's sign/fetch belong to
+        self._times: OrderTimes | None = None  # the order being timed, for the store thread
 
-    def add(self, stage: str, ns: int) -> None:
-        if self.current is not None:
-            self.current.add(stage, ns)
+    def begin(self, times: OrderTimes) -> None:
+        _ORDER.set(times)
+        self._times = times
 
-    def mark(self, name: str) -> None:
-        if self.current is not None:
-            self.current.marks[name] = now()
+    def end(self) -> None:
+        _ORDER.set(None)
+        self._times = None
 
-    def wrap_async(self, fn: Callable[..., Any], stage: str, *, context: str = "", after: str = "") -> Callable[..., Any]:
+    def wrap_async(self, fn: Callable[..., Any], stage: str, *, call: str = "", after: str = "") -> Callable[..., Any]:
         async def timed(*args: Any, **kwargs: Any) -> Any:
-            outer = self.context
-            if context:
-                self.context = context
+            token = _CALL.set(call) if call else None
             t = now()
             try:
                 return await fn(*args, **kwargs)
             finally:
-                self.add(stage if stage else f"{self.context}.?", now() - t)
-                self.context = outer
-                if after:
-                    self.mark(after)
+                end = now()
+                if token is not None:
+                    _CALL.reset(token)
+                times = _ORDER.get()
+                if times is not None:
+                    times.add(stage, end - t)
+                    if after:
+                        times.marks[after] = end
 
         return timed
 
@@ -188,9 +217,10 @@ class Probe:
                 return await fn(*args, **kwargs)
             finally:
                 end = now()
-                self.add(f"{self.context or 'other'}.http", end - t)
-                if self.current is not None:
-                    self.current.marks[f"{self.context or 'other'}.http_end"] = end
+                times, call = _ORDER.get(), _CALL.get()
+                if times is not None and call:
+                    times.add(f"{call}.http", end - t)
+                    times.marks[f"{call}.http_end"] = end
 
         return timed
 
@@ -200,19 +230,27 @@ class Probe:
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.add(f"{self.context or 'other'}.sign", now() - t)
+                times, call = _ORDER.get(), _CALL.get()
+                if times is not None and call:
+                    times.add(f"{call}.sign", now() - t)
 
         return timed
 
     def wrap_store_call(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Store._call runs each SQLite function on the store's thread: time the function itself there."""
+        probe = self
 
         def timed(sql_fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
             t = now()
             try:
                 return fn(sql_fn, args)
             finally:
-                self.add(f"sql.{getattr(sql_fn, '__name__', 'fn')}", now() - t)
+                elapsed = now() - t
+                first = args[0] if args else None
+                cid = first if isinstance(first, str) else getattr(first, "client_order_id", None)
+                times = probe._times
+                if cid is not None and times is not None and cid == times.cid:
+                    times.add(f"sql.{getattr(sql_fn, '__name__', 'fn')}", elapsed)
 
         return timed
 
@@ -248,8 +286,9 @@ class PassResult:
     label: str
     orders: list[OrderTimes]  # timed orders only (warm-up dropped)
     ping: list[tuple[int, int]]  # (start, end) of each reference ping
-    data_file: Path
     limiter_waited: float
+    refresh_ns: int = 0  # one explicit service.refresh() with every order still open (--poll only)
+    listing_ns: int = 0  # of which venue.fetch_open_orders, measured on its own just before
 
 
 def risk_settings() -> RiskSettings:
@@ -289,8 +328,8 @@ async def run_pass(url: str, args: argparse.Namespace, *, count: int, label: str
         validator = runtime.validate_order
         if not args.no_probe:
             validator = probe.wrap_async(runtime.validate_order, "validate")
-            venue.fetch_balance = probe.wrap_async(venue.fetch_balance, "balance", context="balance")  # type: ignore[method-assign]
-            venue.create_order = probe.wrap_async(venue.create_order, "create", context="create")  # type: ignore[method-assign]
+            venue.fetch_balance = probe.wrap_async(venue.fetch_balance, "balance", call="balance")  # type: ignore[method-assign]
+            venue.create_order = probe.wrap_async(venue.create_order, "create", call="create")  # type: ignore[method-assign]
             venue.exchange.fetch = probe.wrap_ccxt_fetch(venue.exchange.fetch)
             venue.exchange.sign = probe.wrap_ccxt_sign(venue.exchange.sign)
             store._call = probe.wrap_store_call(store._call)  # type: ignore[method-assign]
@@ -332,27 +371,34 @@ async def run_pass(url: str, args: argparse.Namespace, *, count: int, label: str
                 times = OrderTimes(request.client_order_id)
                 arrived = loop.create_future()
                 waiting[request.client_order_id] = arrived
-                probe.current = times
+                probe.begin(times)
                 times.start = now()
                 order = await service.submit(request)  # "pressing Submit"
                 async with asyncio.timeout(args.order_timeout):
                     times.end = await arrived
-                probe.current = None
+                probe.end()
                 if order.status is not OrderStatus.OPEN:
                     raise RuntimeError(f"order {i + 1} came back {order.status.value}: {order.reason}")
                 if i >= args.warmup:
                     timed.append(times)
                 if args.gap:
                     await asyncio.sleep(args.gap)
+        refresh_ns = listing_ns = 0
         if args.poll:
-            await service.refresh()  # the poller shares the loop and the store thread; nothing else to check
+            t = now()
+            await venue.fetch_open_orders(SYMBOL)  # the poll's one request, with ccxt's parsing
+            listing_ns = now() - t
+            t = now()
+            await service.refresh()  # what each poll costs with all of them open
+            refresh_ns = now() - t
     finally:
-        probe.current = None
+        probe.end()
         if service is not None:
             await service.close()
         await runtime.stop()
         journal_module.insert_pending = _ORIGINAL_INSERT_PENDING
-    return PassResult(label, timed, ping, data_dir / "data", waited[0])
+        shutil.rmtree(data_dir, ignore_errors=True)
+    return PassResult(label, timed, ping, waited[0], refresh_ns, listing_ns)
 
 
 # ----------------------------------------------------------------------------- analysis
@@ -364,11 +410,12 @@ def pct(values: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
-def attribute(result: PassResult, timings: list[list[Any]]) -> tuple[list[dict[str, int]], list[int], int]:
+def attribute(result: PassResult, timings: list[list[Any]]) -> tuple[list[dict[str, int]], list[int], int, int]:
     """Each order's server requests by time window; checks that each order made exactly the expected two."""
+    timings = sorted(timings)  # appended as they finish; a poll's request may overlap an order's
     starts = [t[0] for t in timings]
     per_order: list[dict[str, int]] = []
-    clipped = 0
+    clipped = overlapped = 0
 
     for o in result.orders:
         lo, hi = bisect.bisect_left(starts, o.start), bisect.bisect_right(starts, o.end)
@@ -376,7 +423,9 @@ def attribute(result: PassResult, timings: list[list[Any]]) -> tuple[list[dict[s
         server: dict[str, int] = {}
         posts = [t for t in mine if t[2] == "POST" and t[3] == ORDER_PATH]
         accounts = [t for t in mine if t[2] == "GET" and t[3] == ACCOUNT_PATH]
-        if len(posts) != 1 or posts[0][4] != o.cid or len(accounts) != 1 or len(mine) != 2:
+        polls = [t for t in mine if t[2] == "GET" and t[3] == OPEN_ORDERS_PATH]
+        overlapped += bool(polls)
+        if len(posts) != 1 or posts[0][4] != o.cid or len(accounts) != 1 or len(mine) != 2 + len(polls):
             seen = [(t[2], t[3], t[4]) for t in mine]
             raise RuntimeError(f"order {o.cid}: expected one GET {ACCOUNT_PATH} and one POST {ORDER_PATH} with its "
                                f"client id inside its window, the server saw {seen}")
@@ -395,7 +444,7 @@ def attribute(result: PassResult, timings: list[list[Any]]) -> tuple[list[dict[s
         lo, hi = bisect.bisect_left(starts, s), bisect.bisect_right(starts, e)
         mine = [t for t in timings[lo:hi] if t[3] == PING_PATH]
         ping_server.append(sum(min(t[1], e) - t[0] for t in mine))
-    return per_order, ping_server, clipped
+    return per_order, ping_server, clipped, overlapped
 
 
 def ms(ns: float) -> float:
@@ -403,7 +452,7 @@ def ms(ns: float) -> float:
 
 
 def summarize(result: PassResult, timings: list[list[Any]], probed: bool) -> dict[str, Any]:
-    server, ping_server, clipped = attribute(result, timings)
+    server, ping_server, clipped, overlapped = attribute(result, timings)
     raw = [o.end - o.start for o in result.orders]
     srv = [s["server.account"] + s["server.order"] for s in server]
     net = [r - s for r, s in zip(raw, srv, strict=True)]
@@ -413,6 +462,9 @@ def summarize(result: PassResult, timings: list[list[Any]], probed: bool) -> dic
         "raw": raw, "net": net, "server": srv,
         "limiter_waited_s": result.limiter_waited,
         "clipped": clipped,
+        "overlapped": overlapped,
+        "refresh_ns": result.refresh_ns,
+        "listing_ns": result.listing_ns,
     }
     if result.ping:
         pr = [e - s for s, e in result.ping]
@@ -434,7 +486,7 @@ def summarize(result: PassResult, timings: list[list[Any]], probed: bool) -> dic
     row("  fetch_balance: rest (guard, ccxt params + parse, Balance)", [b - h - sg for b, h, sg in zip(g("balance"), g("balance.http"), g("balance.sign"), strict=True)])
     row("  rules.check_order + risk + open-order count", [v - b for v, b in zip(g("validate"), g("balance"), strict=True)])
     row("journal insert PENDING (await)", g("insert"))
-    row("  on the store thread (SQL; synchronous=FULL in the app)", g("sql.insert_pending"))
+    row(SQL_INSERT_ROW, g("sql.insert_pending"))
     row("  thread hand-off both ways", [a - b for a, b in zip(g("insert"), g("sql.insert_pending"), strict=True)])
     row("venue.create_order (await)", g("create"))
     row("  ccxt sign", g("create.sign"))
@@ -465,6 +517,12 @@ def report(s: dict[str, Any]) -> None:
         print(line("  reference: ccxt GET /api/v3/ping, net of server", s["ping_net"]))
     if s["clipped"]:
         print(f"  {s['clipped']} server time(s) cut at the client's receipt of the answer (server preempted after writing)")
+    if s["overlapped"]:
+        print(f"  {s['overlapped']} order(s) overlapped the poll's GET /api/v3/openOrders (not subtracted: it is not the order's)")
+    if s["refresh_ns"]:
+        print(f"  one poll (service.refresh()) with {s['n']:,}+ open orders took {ms(s['refresh_ns']):.1f} ms; "
+              f"its GET /api/v3/openOrders with ccxt's parsing alone {ms(s['listing_ns']):.1f} ms, the rest is one "
+              "journal apply_order per open order")
     if s["limiter_waited_s"]:
         print(f"  rate limiter waits: {s['limiter_waited_s']:.2f} s in all")
     if "rows" in s:
@@ -510,8 +568,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=1000, help="timed orders in the main pass")
     parser.add_argument("--warmup", type=int, default=20, help="orders sent first and not counted, each pass")
-    parser.add_argument("--compare-orders", type=int, default=300,
-                        help="timed orders in the comparison pass with the first insert at synchronous=NORMAL (0: skip)")
+    parser.add_argument("--compare-orders", type=int, default=None,
+                        help="timed orders in the comparison pass with the first insert at synchronous=NORMAL "
+                             "(default: as many as --orders; 0: skip)")
     parser.add_argument("--target-ms", type=float, default=10.0, help="the net p50 to meet")
     parser.add_argument("--poll", type=float, default=0.0, help="the service's open-order poll interval (the app: 2); 0 = off")
     parser.add_argument("--app-rate-limit", action="store_true", help="keep the guard's ccxt-seeded 20 requests/s bucket")
@@ -525,6 +584,8 @@ def main() -> int:
     parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()),
                         help="where the temporary data files go (a disk: fsync on tmpfs costs nothing)")
     args = parser.parse_args()
+    if args.compare_orders is None:
+        args.compare_orders = args.orders
 
     pinnable = not args.no_pin and hasattr(os, "sched_setaffinity") and {CLIENT_CPU, SERVER_CPU} <= os.sched_getaffinity(0)
     lifetime = 2 * args.timeout + 120
@@ -547,11 +608,11 @@ def main() -> int:
             try:
                 result = asyncio.run(run_pass(server.url, args, count=count, label=label, sync_full=full,
                                               data_root=args.data_dir))
+                timings = server.timings()
+                summary = summarize(result, timings, probed=not args.no_probe)
             except (RuntimeError, TimeoutError) as exc:
                 print(f"FAIL in {label}: {type(exc).__name__}: {exc}")
                 return 1
-            timings = server.timings()
-            summary = summarize(result, timings, probed=not args.no_probe)
             if args.dump is not None:
                 dumps.append({"label": label, "orders": [o.__dict__ for o in result.orders], "server": timings,
                               "ping": result.ping})
@@ -567,13 +628,16 @@ def main() -> int:
     p50 = ms(pct(main_pass["net"], 50))
     if len(summaries) > 1:
         other = summaries[1]
-        print(f"\nfsync of the PENDING insert (FULL - NORMAL): p50 of the round trip "
-              f"{ms(pct(main_pass['raw'], 50) - pct(other['raw'], 50)):+.2f} ms, "
-              f"mean {ms(statistics.fmean(main_pass['raw']) - statistics.fmean(other['raw'])):+.2f} ms")
+        print(f"\nthe PENDING insert's fsync (synchronous FULL minus NORMAL, {main_pass['n']:,} vs {other['n']:,} orders):")
+        for name, key in (("round trip", "raw"), ("net round trip", "net")):
+            a, b = main_pass[key], other[key]
+            print(f"  {name}: p50 {ms(pct(a, 50) - pct(b, 50)):+.2f} ms, p99 {ms(pct(a, 99) - pct(b, 99)):+.2f} ms, "
+                  f"mean {ms(statistics.fmean(a) - statistics.fmean(b)):+.2f} ms")
         if "rows" in main_pass and "rows" in other:
-            key = "  on the store thread (SQL; synchronous=FULL in the app)"
-            print(f"  insert on the store thread: p50 {ms(pct(main_pass['rows'][key], 50)):.3f} ms at FULL vs "
-                  f"{ms(pct(other['rows'][key], 50)):.3f} ms at NORMAL")
+            a, b = main_pass["rows"][SQL_INSERT_ROW], other["rows"][SQL_INSERT_ROW]
+            print(f"  the insert on the store thread: p50 {ms(pct(a, 50)):.3f} ms at FULL vs {ms(pct(b, 50)):.3f} ms at "
+                  f"NORMAL, p99 {ms(pct(a, 99)):.3f} vs {ms(pct(b, 99)):.3f} ms, mean {ms(statistics.fmean(a)):.3f} vs "
+                  f"{ms(statistics.fmean(b)):.3f} ms")
     ok = p50 <= args.target_ms
     print(f"\nnet p50 {p50:.2f} ms, net p99 {ms(pct(main_pass['net'], 99)):.2f} ms over {main_pass['n']:,} orders; "
           f"raw p50 {ms(pct(main_pass['raw'], 50)):.2f} ms, raw p99 {ms(pct(main_pass['raw'], 99)):.2f} ms")

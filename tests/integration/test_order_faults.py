@@ -428,3 +428,48 @@ def _child_main(argv: list[str]) -> None:
 
 if __name__ == "__main__" and sys.argv[1:2] == ["child"]:
     _child_main(sys.argv[2:])
+
+
+async def test_gate_order_with_a_lost_answer_is_found_in_history_after_gate_forgets_its_text(tmp_path) -> None:
+    """Gate finds a finished order by its text for only a minute; a restart after that must still find
+    it (in the order history) and never call it "not placed"."""
+    import time as _time
+
+    from app.bus import EventBus
+    from app.store import Store
+    from app.trading.journal import JournalEntry
+    from app.trading.orders import OrderService
+    from app.venues.ccxt_venue import ExchangeConfig
+    from app.venues.gate import GateVenue
+    from tests.servers.base import API_KEY, API_SECRET
+    from tests.servers.gate import GateServer
+
+    class Clock:
+        off = 0.0
+
+        def __call__(self) -> float:
+            return _time.time() + self.off
+
+    clock = Clock()
+    async with GateServer(clock=clock) as srv:
+        venue = GateVenue(ExchangeConfig(rest_url=srv.rest_url, ws_url=srv.ws_url + "/ws/v4/", api_key=API_KEY,
+                                         secret=API_SECRET, timeout_s=3))
+        store = Store.open(tmp_path / "journal.sqlite3")
+        bus = EventBus()
+        await bus.start()
+        request = OrderRequest("BTC/USDT", Side.SELL, OrderType.MARKET, Decimal("0.001"), "mtdeadbeef00112233aabb")
+        first = OrderService(venue, store, bus)
+        await first.journal.insert_pending(JournalEntry.pending("gate", request, int(_time.time() * 1000)))
+        placed = await venue.create_order(request)  # it reached Gate; the answer never reached the journal
+        clock.off = 120  # restarted two minutes later: Gate no longer finds it by its text
+        service = OrderService(venue, store, bus, settle_window=0.5)
+        try:
+            await asyncio.wait_for(service.start(), 30)
+            entry = service.entry(request.client_order_id)
+            assert entry.status is OrderStatus.FILLED and entry.venue_order_id == placed.id
+            assert not service.may_resend(request.client_order_id)
+        finally:
+            await service.close()
+            await venue.close()
+            await bus.stop()
+            store.close()

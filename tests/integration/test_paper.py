@@ -78,3 +78,9 @@ async def test_a_resting_paper_limit_fills_at_its_price_only_when_a_trade_prints
     assert balances["BTC"].free == Decimal("0.5")
     assert balances["USDT"].total == Decimal("1000") - Decimal("50.00") - filled.fee
     await paper.close()
+
+
+def test_paper_orders_live_in_their_own_journal_namespace() -> None:
+    inner = SimVenue(SimConfig(seed=1, history_days=1))
+    paper = PaperVenue(inner)
+    assert paper.name == "sim-paper" != inner.name  # the journal never mixes paper and live orders

@@ -177,3 +177,17 @@ def test_orders_history_can_be_filtered(open_window, qtbot) -> None:
     panel.filter.clear()
     qtbot.keyClicks(panel.filter, "ETH")
     assert panel.proxy.rowCount() == 0
+
+
+def test_enter_sends_one_order_and_a_second_press_while_sending_sends_nothing(open_window, qtbot) -> None:
+    window = open_window()
+    ticket = ready(window, qtbot)
+    ticket.confirm_box.setChecked(False)
+    ticket.type.setCurrentText("Market")
+    qtbot.keyClicks(ticket.amount, "0.01")
+    qtbot.keyClick(ticket.amount, Qt.Key.Key_Return)
+    qtbot.keyClick(ticket.amount, Qt.Key.Key_Return)  # impatient: pressed again before the answer
+    ticket.submit_clicked()
+    qtbot.waitUntil(lambda: "filled" in ticket.message.text(), timeout=10_000)
+    qtbot.wait(300)
+    assert len(ticket.sent) == 1 and len(window.runtime.orders.orders()) == 1
