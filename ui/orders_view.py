@@ -34,6 +34,24 @@ def _num(value) -> str:  # noqa: ANN001
     return "—" if value is None else f"{value:f}"
 
 
+def _sortable_table(parent: QWidget, model: RowsModel) -> tuple[QSortFilterProxyModel, QTableView]:
+    """A table over `model`: sorted by the numbers behind the cells (UserRole), filterable on any column."""
+    proxy = QSortFilterProxyModel(parent)
+    proxy.setSourceModel(model)
+    proxy.setSortRole(Qt.ItemDataRole.UserRole)
+    proxy.setFilterKeyColumn(-1)  # a filter matches any column: symbol, side, status, client id
+    table = QTableView()
+    table.setModel(proxy)
+    table.setSortingEnabled(True)
+    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    table.verticalHeader().setVisible(False)
+    table.setAlternatingRowColors(True)
+    table.setShowGrid(False)
+    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    table.horizontalHeader().setStretchLastSection(True)
+    return proxy, table
+
+
 def _filter_box(proxy: QSortFilterProxyModel) -> QLineEdit:
     box = QLineEdit()
     box.setPlaceholderText("Filter (symbol, side, status…)")
@@ -81,20 +99,8 @@ class OrdersPanel(QWidget):
         super().__init__(parent)
         self.runtime = runtime
         self.model = OrdersModel(self)
-        self.proxy = QSortFilterProxyModel(self)
-        self.proxy.setSourceModel(self.model)
-        self.proxy.setSortRole(Qt.ItemDataRole.UserRole)
-        self.proxy.setFilterKeyColumn(-1)  # the filter matches any column: symbol, side, status, client id
-        self.table = QTableView()
-        self.table.setModel(self.proxy)
-        self.table.setSortingEnabled(True)
+        self.proxy, self.table = _sortable_table(self, self.model)
         self.table.sortByColumn(0, Qt.SortOrder.DescendingOrder)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.verticalHeader().setVisible(False)
-        self.table.setAlternatingRowColors(True)
-        self.table.setShowGrid(False)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
         self.view = QComboBox()
         self.view.addItems(["Open orders", "Order history"])
         self.view.currentIndexChanged.connect(lambda _i: self.refresh())
@@ -272,20 +278,9 @@ class FillsPanel(QWidget):
         super().__init__(parent)
         self.runtime = runtime
         self.model = FillsModel(self)
-        self.proxy = QSortFilterProxyModel(self)
-        self.proxy.setSourceModel(self.model)
-        self.proxy.setSortRole(Qt.ItemDataRole.UserRole)
-        self.table = QTableView()
-        self.table.setModel(self.proxy)
-        self.table.setSortingEnabled(True)
-        self.table.verticalHeader().setVisible(False)
-        self.table.setAlternatingRowColors(True)
-        self.table.setShowGrid(False)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        self.proxy, self.table = _sortable_table(self, self.model)
         self.export_button = QPushButton("Export CSV…")
         self.export_button.clicked.connect(self.export)
-        self.proxy.setFilterKeyColumn(-1)
         self.filter = _filter_box(self.proxy)
         self.message = QLabel("")
         row = QHBoxLayout()

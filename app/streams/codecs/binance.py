@@ -206,24 +206,16 @@ class BinanceCodec:
         )
 
     def _agg_trade(self, d: dict[str, Any]) -> Trade:
-        return Trade(
-            symbol=self._symbol(d["s"]),
-            ts=int_ms(d["T"]),
-            price=dec(d["p"]),
-            amount=dec(d["q"]),
-            side=_aggressor(d["m"]),
-            id=str(d["a"]),
-            venue=VENUE,
-        )
+        return self._trade(d, id_field="a")  # aggTrade: the aggregate trade id
 
-    def _trade(self, d: dict[str, Any]) -> Trade:
+    def _trade(self, d: dict[str, Any], id_field: str = "t") -> Trade:
         return Trade(
             symbol=self._symbol(d["s"]),
             ts=int_ms(d["T"]),
             price=dec(d["p"]),
             amount=dec(d["q"]),
             side=_aggressor(d["m"]),
-            id=str(d["t"]),
+            id=str(d[id_field]),
             venue=VENUE,
         )
 
