@@ -43,6 +43,16 @@ def sim_config(s: SimSettings) -> SimConfig:
 
 
 KEYED_VENUES = ("binance", "gate", "mexc", "mt5")
+
+
+def _kv_get(conn: Any, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+    return row[0] if row else None
+
+
+def _kv_put(conn: Any, key: str, value: str) -> None:
+    conn.execute("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                 (key, value))
 TOPIC_NOTICE = "app.notice"  # a sentence the window must show (str), whenever it arises
 
 
@@ -220,12 +230,27 @@ class Runtime:
         if not check.ok:
             raise OrderRejected(" ".join(p.message for p in check.problems))
         prices = {s: t.last for s, t in self.state.tickers.items()}
-        loss = self.risk.observe_equity(self.risk.equity(balances, prices, market.quote))
+        loss = await self._daily_loss(market.quote, self.risk.equity(balances, prices, market.quote))
         open_orders = sum(1 for e in self.orders.orders() if e.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)) \
             if self.orders is not None else 0
         held = balances.get(market.base)
         self.risk.check(request, market, price=check.price or reference or request.price or ZERO,
                         position_base=held.total if held else ZERO, open_orders=open_orders, daily_loss=loss)
+
+    async def _daily_loss(self, quote: str, equity: Decimal) -> Decimal:
+        """Today's loss in `quote`, with the day's starting value kept in SQLite so a restart does not
+        reset the daily-loss limit."""
+        key = f"risk.day_start.{self.venue.name}"
+        if self.store is not None and not self.risk.day_starts:
+            saved = await self.store.run(_kv_get, key)
+            if saved:
+                self.risk.restore(dict(line.split("=", 1) for line in saved.splitlines() if "=" in line))
+        before = dict(self.risk.day_starts)
+        loss = self.risk.observe_equity(equity, quote=quote)
+        if self.store is not None and self.risk.day_starts != before:
+            text = "\n".join(f"{q}={v}" for q, v in self.risk.saved_form().items())
+            await self.store.run(_kv_put, key, text)
+        return loss
 
     async def _credentials(self, name: str) -> Any:
         """The user's stored keys for `name`, or None. Opens the OS keyring if it is secure; otherwise the

@@ -58,8 +58,9 @@ class RiskChecker:
     def __init__(self, limits: RiskLimits, bus=None) -> None:  # noqa: ANN001 - app.bus.EventBus
         self.limits = limits
         self.bus = bus
-        self._day: dt.date | None = None
-        self._day_start_equity: Decimal | None = None
+        # Per quote currency: (day, equity at the day's first look). A caller that persists these
+        # (`day_starts`, `restore`) keeps a restart from resetting the day's loss to zero.
+        self.day_starts: dict[str, tuple[dt.date, Decimal]] = {}
 
     def equity(self, balances: Mapping[str, Balance], prices: Mapping[str, Decimal], quote: str) -> Decimal:
         """Account value in `quote`: each asset at its last price against `quote` (unpriced assets count 0)."""
@@ -71,12 +72,26 @@ class RiskChecker:
                 total += balance.total * price
         return total
 
-    def observe_equity(self, equity: Decimal, now: dt.datetime | None = None) -> Decimal:
-        """Record the account value; returns the loss since the day started (0 when up)."""
+    def observe_equity(self, equity: Decimal, now: dt.datetime | None = None, quote: str = "") -> Decimal:
+        """Record the account value in `quote`; returns the loss since the UTC day started (0 when up).
+        Each quote currency has its own start, so a BTC-quoted order never compares with USDT."""
         today = (now or dt.datetime.now(dt.UTC)).date()
-        if self._day != today or self._day_start_equity is None:
-            self._day, self._day_start_equity = today, equity
-        return max(ZERO, self._day_start_equity - equity)
+        start = self.day_starts.get(quote)
+        if start is None or start[0] != today:
+            start = self.day_starts[quote] = (today, equity)
+        return max(ZERO, start[1] - equity)
+
+    def restore(self, saved: dict[str, str]) -> None:
+        """Day starts saved by `saved_form`, e.g. after a restart; stale days are dropped by observe_equity."""
+        for quote, text in saved.items():
+            day, _, value = text.partition("|")
+            try:
+                self.day_starts[quote] = (dt.date.fromisoformat(day), Decimal(value))
+            except (ValueError, ArithmeticError):
+                continue  # an unreadable entry: the day starts again from now, never from garbage
+
+    def saved_form(self) -> dict[str, str]:
+        return {q: f"{day.isoformat()}|{value}" for q, (day, value) in self.day_starts.items()}
 
     def check(self, request: OrderRequest, market: Market, *, price: Decimal, position_base: Decimal,
               open_orders: int, daily_loss: Decimal = ZERO) -> None:

@@ -60,3 +60,28 @@ def test_daily_loss_counts_from_the_days_first_equity_and_resets_at_midnight_utc
     later = checker.equity(balances, {"BTC/USDT": Decimal("48500")}, "USDT")
     assert checker.observe_equity(later, day + dt.timedelta(hours=3)) == Decimal("150")
     assert checker.observe_equity(later, day + dt.timedelta(days=1)) == 0  # a new day starts from here
+
+
+def test_each_quote_currency_has_its_own_day_start() -> None:
+    checker = RiskChecker(RiskLimits(max_daily_loss=Decimal("100")))
+    day = dt.datetime(2026, 11, 22, 9, tzinfo=dt.UTC)
+    assert checker.observe_equity(Decimal("6000"), day, "USDT") == 0
+    assert checker.observe_equity(Decimal("0.1"), day, "BTC") == 0  # never compared with USDT
+    assert checker.observe_equity(Decimal("5900"), day, "USDT") == Decimal("100")
+
+
+async def test_the_days_starting_value_survives_a_restart(tmp_path) -> None:
+    from app.paths import resolve_paths
+    from app.runtime import Runtime
+    from app.settings import Settings
+
+    paths = resolve_paths(tmp_path / "settings.toml", tmp_path / "data")
+    first = Runtime(Settings(), paths)
+    first.open_store()
+    assert await first._daily_loss("USDT", Decimal("1000")) == 0
+    assert await first._daily_loss("USDT", Decimal("900")) == Decimal("100")
+    first.store.close()
+    again = Runtime(Settings(), paths)  # the app restarted the same day
+    again.open_store()
+    assert await again._daily_loss("USDT", Decimal("850")) == Decimal("150")
+    again.store.close()
