@@ -433,11 +433,31 @@ class CcxtVenue:
 
     # -- streams -----------------------------------------------------------------------------------
 
+    codec_class: ClassVar[Any] = None  # the venue's frame codec (app.streams.codecs)
+    channels: ClassVar[tuple[str, ...]] = ("ticker", "trades")
+    ws_base: ClassVar[str] = ""
+    ws_testnet: ClassVar[str] = ""
+
     def codec(self) -> Any:
-        raise NotImplementedError
+        return self.codec_class(self.market_ids())
+
+    def ws_url(self) -> str:
+        """The websocket base: the user's `ws_url`, else the exchange's (its testnet's when chosen)."""
+        return self.config.ws_url or (self.ws_testnet if self.config.testnet and self.ws_testnet else self.ws_base)
 
     def stream_spec(self, codec: Any, symbols: Sequence[str]) -> StreamSpec:
-        raise NotImplementedError
+        """Exchanges that subscribe with messages after connecting (Gate.io, MEXC); Binance names its
+        streams in the URL instead and overrides this."""
+        return StreamSpec(
+            url=self.ws_url(),
+            subscribe=codec.subscribe_messages(symbols, self.channels),
+            silence_after=codec.interval_seconds("ticker") * self.config.silence_multiple,
+            app_ping=codec.ping_message,
+            app_ping_interval=codec.ping_interval or 20.0,
+            ping_interval=self.config.ping_interval_s,
+            ping_timeout=self.config.ping_interval_s,
+            label=self.title,
+        )
 
     @property
     def stale_after(self) -> float:

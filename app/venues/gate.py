@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from app.domain import Order, OrderRequest, OrderType, Side
 from app.streams.codecs.gate import GateCodec
-from app.streams.connection import StreamSpec
 from app.venues.base import OrderNotFound, OrderRejected, VenueUnavailable
 from app.venues.ccxt_venue import CcxtVenue
-
-CHANNELS = ("ticker", "trades", "kline")  # final klines correct candles built from trades
-
 
 class GateVenue(CcxtVenue):
     exchange_id = "gate"
@@ -20,6 +15,8 @@ class GateVenue(CcxtVenue):
     rest_hosts = ("https://api.gateio.ws",)
     ws_base = "wss://api.gateio.ws/ws/v4/"
     ws_testnet = "wss://ws-testnet.gate.com/v4/ws/spot"
+    codec_class = GateCodec
+    channels = ("ticker", "trades", "kline")  # final klines correct candles built from trades
     ccxt_options: ClassVar[dict[str, Any]] = {
         "defaultType": "spot",
         "fetchMarkets": {"types": ["spot"]},
@@ -76,21 +73,4 @@ class GateVenue(CcxtVenue):
             raise OrderRejected("Stop-limit orders are not supported on Gate.io in Meridian yet; "
                                 "place a limit order, or use Binance or MEXC for stops.")
         return await super().create_order(request)
-
-    def codec(self) -> GateCodec:
-        return GateCodec(self.market_ids())
-
-    def stream_spec(self, codec: GateCodec, symbols: Sequence[str]) -> StreamSpec:
-        url = self.config.ws_url or (self.ws_testnet if self.config.testnet else self.ws_base)
-        interval = codec.interval_seconds("ticker")
-        return StreamSpec(
-            url=url,
-            subscribe=codec.subscribe_messages(symbols, CHANNELS),
-            silence_after=interval * self.config.silence_multiple,
-            app_ping=codec.ping_message,
-            app_ping_interval=codec.ping_interval or 20.0,
-            ping_interval=self.config.ping_interval_s,
-            ping_timeout=self.config.ping_interval_s,
-            label=self.title,
-        )
 

@@ -9,12 +9,8 @@ from typing import Any, ClassVar
 
 from app.domain import OrderRequest, Ticker
 from app.streams.codecs.mexc import MexcCodec
-from app.streams.connection import StreamSpec
 from app.venues.base import StreamEvent
 from app.venues.ccxt_venue import CcxtVenue
-
-CHANNELS = ("ticker", "trades", "quotes")  # no klines: MEXC allows 30 topics a connection, 3 per symbol fit 10
-
 
 class MexcVenue(CcxtVenue):
     exchange_id = "mexc"
@@ -22,6 +18,8 @@ class MexcVenue(CcxtVenue):
     rest_hosts = ("https://api.mexc.com",)
     has_testnet = False
     ws_base = "wss://wbs-api.mexc.com/ws"
+    codec_class = MexcCodec
+    channels = ("ticker", "trades", "quotes")  # no klines: MEXC allows 30 topics a connection, 3 per symbol fit 10
     ccxt_options: ClassVar[dict[str, Any]] = {
         "defaultType": "spot",
         "fetchMarkets": {"types": {"spot": True, "swap": {"linear": False, "inverse": False}}},
@@ -36,9 +34,6 @@ class MexcVenue(CcxtVenue):
     def client_id_lookup_params(self, client_order_id: str) -> dict[str, Any]:
         return {"origClientOrderId": client_order_id}
 
-    def codec(self) -> MexcCodec:
-        return MexcCodec(self.market_ids())
-
     async def watch(self, symbols: Sequence[str]) -> AsyncIterator[StreamEvent]:  # type: ignore[override]
         """miniTicker has the last price and 24h statistics but no bid/ask; bookTicker has only bid/ask.
         Quotes are kept per symbol and merged into each ticker, so the watchlist gets one full row."""
@@ -51,16 +46,3 @@ class MexcVenue(CcxtVenue):
                 bid, ask = quotes.get(event.symbol, (None, None))
                 event = replace(event, bid=bid, ask=ask)
             yield event
-
-    def stream_spec(self, codec: MexcCodec, symbols: Sequence[str]) -> StreamSpec:
-        interval = codec.interval_seconds("ticker")
-        return StreamSpec(
-            url=self.config.ws_url or self.ws_base,
-            subscribe=codec.subscribe_messages(symbols, CHANNELS),
-            silence_after=interval * self.config.silence_multiple,
-            app_ping=codec.ping_message,
-            app_ping_interval=codec.ping_interval or 20.0,
-            ping_interval=self.config.ping_interval_s,
-            ping_timeout=self.config.ping_interval_s,
-            label=self.title,
-        )
