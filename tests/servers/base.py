@@ -588,6 +588,29 @@ class WsSession:
             await self.conn.close(code, "test server closing")
 
 
+async def start_site(runner: web.AppRunner, port: int) -> tuple[web.TCPSite, int]:
+    """Listen on 127.0.0.1:`port` (0: any free port, and the same one again after a `stop_site`)."""
+    site = web.TCPSite(runner, HOST, port, reuse_address=True)
+    await site.start()
+    return site, runner.addresses[0][1]
+
+
+async def stop_site(runner: web.AppRunner, site: web.TCPSite) -> None:
+    """Stop listening, so new connections are refused, and drop the kept-alive ones too."""
+    await site.stop()
+    if runner.server is not None:
+        for handler in runner.server.connections:
+            handler.force_close()
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A recorded push and the price level of its symbol when it was recorded."""
+
+    data: dict[str, Any]
+    ref: float
+
+
 class VenueServer:
     """Base for BinanceServer, GateServer, MexcServer.
 
@@ -658,17 +681,11 @@ class VenueServer:
 
     async def _start_rest(self) -> None:
         assert self._runner is not None
-        self._site = web.TCPSite(self._runner, HOST, self.rest_port, reuse_address=True)
-        await self._site.start()
-        self.rest_port = self._runner.addresses[0][1]
+        self._site, self.rest_port = await start_site(self._runner, self.rest_port)
 
     async def _stop_rest(self) -> None:
         assert self._runner is not None and self._site is not None
-        await self._site.stop()
-        # Kept-alive connections would still be served; a refused server has none.
-        if self._runner.server is not None:
-            for handler in self._runner.server.connections:
-                handler.force_close()
+        await stop_site(self._runner, self._site)
         self._site = None
 
     async def _start_ws(self) -> None:

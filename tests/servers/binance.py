@@ -38,6 +38,7 @@ from .base import (
     DuplicateClientId,
     InsufficientBalance,
     SimOrder,
+    Template,
     VenueServer,
     WsSession,
     fixture_json,
@@ -57,14 +58,6 @@ WEEK_ORIGIN_MS = 4 * 1440 * MINUTE_MS  # Binance weeks open on Monday; 1970-01-0
 DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000, 5000)
 STATUS = {"open": "NEW", "filled": "FILLED", "canceled": "CANCELED"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass(frozen=True, slots=True)
-class Template:
-    """A recorded push and the price level of its symbol when it was recorded."""
-
-    data: dict[str, Any]
-    ref: float
 
 
 @cache

@@ -37,6 +37,7 @@ from .base import (
     InsufficientBalance,
     LedgerError,
     SimOrder,
+    Template,
     VenueServer,
     WsSession,
     dec,
@@ -54,12 +55,6 @@ INTERVALS_MIN = {"1m": 1, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "4h": 240, "8
 TEXT_RULE = re.compile(r"t-[0-9A-Za-z_.\-]{1,28}")
 FINISHED_TEXT_LOOKUP_MS = 60_000  # Gate finds a finished order by its text for 60 s only
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass(frozen=True, slots=True)
-class Template:
-    data: dict[str, Any]
-    ref: float
 
 
 @cache

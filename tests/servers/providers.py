@@ -38,7 +38,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from tests.servers.base import HOST, Faults, _Rule, plain_error
+from tests.servers.base import HOST, Faults, _Rule, plain_error, start_site, stop_site
 
 API_KEY = "mt-provider-key-0123456789"
 """The key every provider server accepts (long and distinctive, so leak tests can search for it)."""
@@ -193,16 +193,11 @@ class ProviderServer:
 
     async def _start_site(self) -> None:
         assert self._runner is not None
-        self._site = web.TCPSite(self._runner, HOST, self.port, reuse_address=True)
-        await self._site.start()
-        self.port = self._runner.addresses[0][1]
+        self._site, self.port = await start_site(self._runner, self.port)
 
     async def _stop_site(self) -> None:
         assert self._runner is not None and self._site is not None
-        await self._site.stop()
-        if self._runner.server is not None:
-            for handler in self._runner.server.connections:
-                handler.force_close()
+        await stop_site(self._runner, self._site)
         self._site = None
 
     @property
