@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import tempfile
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -291,7 +291,7 @@ class OptionalUrl(Rule):
 
     @property
     def allowed(self) -> str:
-        return f"a {' or '.join(self.schemes)} URL such as \"{self.example}\", or \"\" for the exchange's own"
+        return f"a {' or '.join(self.schemes)} URL such as \"{self.example}\", or \"\" for the default address"
 
     def parse(self, value: object, ctx: Context) -> str:
         if not isinstance(value, str):
@@ -306,6 +306,47 @@ class OptionalUrl(Rule):
         if parsed.scheme not in self.schemes or not parsed.hostname:
             raise self.fail(value)
         return text.rstrip("/")
+
+
+_EMAIL = re.compile(r"[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Email(Rule):
+    """One email address, or "" for none."""
+
+    @property
+    def allowed(self) -> str:
+        return "an email address such as \"me@example.com\", or \"\" for none"
+
+    def parse(self, value: object, ctx: Context) -> str:
+        if not isinstance(value, str) or (value.strip() and not _EMAIL.fullmatch(value.strip())):
+            raise self.fail(value)
+        return value.strip()
+
+
+@dataclass(frozen=True, slots=True)
+class EmailList(Rule):
+    @property
+    def allowed(self) -> str:
+        return "a list of email addresses such as [\"me@example.com\"] (may be empty)"
+
+    def parse(self, value: object, ctx: Context) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise self.fail(value)
+        issues: list[Issue] = []
+        out: dict[str, None] = {}
+        for i, item in enumerate(value, start=1):
+            if not isinstance(item, str) or not _EMAIL.fullmatch(item.strip()):
+                issues.append(Issue(self.allowed, _show(item), where=f" (entry {i})"))
+            else:
+                out.setdefault(item.strip())
+        if issues:
+            raise Invalid(*issues)
+        return tuple(out)
+
+    def dump(self, value: Any) -> object:
+        return list(value)
 
 
 def setting(default: Any, rule: Rule, help: str) -> Any:
@@ -415,6 +456,77 @@ class PaperSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class EmailSettings:
+    host: str = setting("", AnyText(), "the SMTP server, e.g. 'smtp.example.com' (empty = email off)")
+    port: int = setting(587, WholeNumber(1, 65535), "587 for STARTTLS, 465 for implicit TLS, 25 for none")
+    security: str = setting("starttls", Choice(("starttls", "tls", "none")), "how the connection is encrypted")
+    username: str = setting("", AnyText(), "the SMTP login (the password lives in the keyring)")
+    sender: str = setting("", Email(), "the From address")
+    recipients: tuple[str, ...] = setting((), EmailList(), "who receives alert emails")
+
+
+@dataclass(frozen=True, slots=True)
+class DiscordSettings:
+    enabled: bool = setting(False, Flag(), "send alerts to Discord (webhook URL and bot token live in the keyring)")
+    user_id: str = setting("", AnyText(), "a Discord user id for direct messages through the bot (empty = webhook only)")
+    api_base: str = setting("", OptionalUrl(("http", "https"), "http://127.0.0.1:8090/api/v10"),
+                            "replaces https://discord.com/api/v10 (a proxy or a local server)")
+
+
+@dataclass(frozen=True, slots=True)
+class SmsSettings:
+    enabled: bool = setting(False, Flag(), "send SMS through Twilio (Pro plan; auth token in the keyring)")
+    account_sid: str = setting("", AnyText(), "the Twilio account SID (AC...)")
+    from_number: str = setting("", AnyText(), "the Twilio number messages come from, e.g. '+15005550006'")
+    to_number: str = setting("", AnyText(), "your phone number, e.g. '+447700900123'")
+    api_base: str = setting("", OptionalUrl(("http", "https"), "http://127.0.0.1:8091"),
+                            "replaces https://api.twilio.com (a proxy or a local server)")
+
+
+@dataclass(frozen=True, slots=True)
+class DesktopNotifySettings:
+    enabled: bool = setting(True, Flag(), "native desktop notifications and tray messages")
+    minimise_to_tray: bool = setting(False, Flag(), "closing the window hides it in the tray instead of quitting")
+
+
+@dataclass(frozen=True, slots=True)
+class NotifySettings:
+    desktop: DesktopNotifySettings = table(DesktopNotifySettings, "tray and desktop notifications")
+    email: EmailSettings = table(EmailSettings, "email through SMTP")
+    discord: DiscordSettings = table(DiscordSettings, "Discord webhook and direct messages")
+    sms: SmsSettings = table(SmsSettings, "SMS through Twilio (optional)")
+
+
+@dataclass(frozen=True, slots=True)
+class BillingSettings:
+    relay_url: str = setting("", OptionalUrl(("http", "https"), "https://relay.example.com"),
+                             "the billing relay (empty = billing off)")
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    enabled: bool = setting(True, Flag(), "use this provider (one that needs a key is skipped until a key is set)")
+    priority: int = setting(50, WholeNumber(0, 1000), "lower is asked first")
+    base_url: str = setting("", OptionalUrl(("http", "https"), "http://127.0.0.1:8095"),
+                            "replaces the provider's own address (a proxy or a local server)")
+
+
+def _provider(priority: int) -> Any:
+    return field(default_factory=lambda: ProviderSettings(priority=priority),
+                 metadata={"table": ProviderSettings, "help": ""})
+
+
+@dataclass(frozen=True, slots=True)
+class MarketDataSettings:
+    coinmarketcap: ProviderSettings = _provider(10)
+    polygon: ProviderSettings = _provider(20)
+    alphavantage: ProviderSettings = _provider(30)
+    yahoo: ProviderSettings = _provider(40)
+    ticker_ttl_s: int = setting(60, WholeNumber(1, 86400, "seconds"), "how long a provider's price is reused")
+    metadata_ttl_s: int = setting(86400, WholeNumber(60, 30 * 86400, "seconds"), "how long market cap and rank are reused")
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     venue: str = setting("sim", Name("sim"), "the venue the window opens on")
     watchlist: WatchlistSettings = table(WatchlistSettings)
@@ -423,6 +535,9 @@ class Settings:
     venues: VenuesSettings = table(VenuesSettings, "exchanges; API keys are never here: they live in the OS keyring")
     paper: PaperSettings = table(PaperSettings, "paper trading")
     risk: RiskSettings = table(RiskSettings, "risk limits, checked before any order is sent")
+    notify: NotifySettings = table(NotifySettings, "where alerts are sent; passwords and tokens live in the keyring")
+    billing: BillingSettings = table(BillingSettings, "the Pro plan and points")
+    marketdata: MarketDataSettings = table(MarketDataSettings, "stock, forex and index prices; provider keys live in the keyring")
 
 
 class SettingsError(ValueError):
@@ -462,7 +577,8 @@ def settings_to_dict(settings: Any) -> dict[str, Any]:
     return out
 
 
-def _parse_table(cls: type, data: Mapping[str, Any], prefix: str, ctx: Context, problems: list[str]) -> Any:
+def _parse_table(cls: type, data: Mapping[str, Any], prefix: str, ctx: Context, problems: list[str],
+                 base: Any = None) -> Any:
     specs = {f.name: f for f in fields(cls)}
     for key in data:
         if key not in specs:
@@ -475,7 +591,9 @@ def _parse_table(cls: type, data: Mapping[str, Any], prefix: str, ctx: Context, 
         sub = spec.metadata.get("table")
         if sub is not None:
             if isinstance(raw, dict):
-                values[name] = _parse_table(sub, raw, key + ".", ctx, problems)
+                # The table's own defaults (a provider's priority) survive keys the file leaves out.
+                default = spec.default_factory() if callable(spec.default_factory) else None
+                values[name] = _parse_table(sub, raw, key + ".", ctx, problems, default)
             else:
                 problems.append(Issue(f"a table, written as [{key}] followed by its settings", raw).sentence(key))
             continue
@@ -483,7 +601,7 @@ def _parse_table(cls: type, data: Mapping[str, Any], prefix: str, ctx: Context, 
             values[name] = spec.metadata["rule"].parse(raw, ctx)
         except Invalid as err:
             problems.extend(issue.sentence(key) for issue in err.issues)
-    return cls(**values)
+    return replace(base, **values) if base is not None else cls(**values)
 
 
 def _unknown_key(prefix: str, key: str, known: list[str]) -> str:
