@@ -99,6 +99,35 @@ CREATE TABLE order_fills (
 );
 CREATE INDEX order_fills_order ON order_fills (client_order_id);
 """,
+    # 3: market data providers' answers (app/market/cache.py), so a restart does not stampede them.
+    """
+CREATE TABLE marketdata_cache (
+    kind       TEXT NOT NULL,     -- 'ticker' | 'metadata' | 'ohlcv:<timeframe>'
+    key        TEXT NOT NULL,     -- our symbol, e.g. 'AAPL', 'EUR/USD'
+    provider   TEXT NOT NULL,
+    value      TEXT NOT NULL,     -- JSON; money as Decimal strings
+    fetched_at INTEGER NOT NULL,  -- ms since the epoch
+    PRIMARY KEY (kind, key, provider)
+);
+""",
+    # 4: alerts (app/alerts/). params is JSON with Decimal strings; channels a JSON list of channel names.
+    """
+CREATE TABLE alerts (
+    id            INTEGER PRIMARY KEY,
+    kind          TEXT NOT NULL,
+    venue         TEXT NOT NULL DEFAULT '',
+    symbol        TEXT NOT NULL DEFAULT '',
+    params        TEXT NOT NULL DEFAULT '{}',
+    channels      TEXT NOT NULL DEFAULT '["desktop"]',
+    cooldown_s    INTEGER NOT NULL DEFAULT 300 CHECK (cooldown_s >= 0),
+    repeat        INTEGER NOT NULL DEFAULT 0 CHECK (repeat IN (0, 1)),
+    active        INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1)),
+    note          TEXT NOT NULL DEFAULT '',
+    created_at    INTEGER NOT NULL,
+    last_fired_at INTEGER,
+    fired_count   INTEGER NOT NULL DEFAULT 0
+);
+""",
 ]
 
 
