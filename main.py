@@ -38,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     watch = commands.add_parser("watch", parents=[_common_options(True)], help="print live tickers as JSON lines (no window)")
     watch.add_argument("symbol", metavar="SYMBOL", help="unified symbol, e.g. BTC/USDT")
     watch.add_argument("--count", type=int, metavar="N", help="stop after N tickers (default: run until interrupted)")
+    relay = commands.add_parser("relay", help="run the billing relay service (Stripe secrets from the environment)")
+    relay.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    relay.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765)")
+    relay.add_argument("--db", type=Path, metavar="PATH", help="the relay's SQLite file (default: relay.sqlite3 in the data dir)")
+    relay.add_argument("--stripe-api-base", metavar="URL", help="send Stripe API calls here instead of https://api.stripe.com")
     return parser
 
 
@@ -56,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
 
     paths = resolve_paths(args.config, args.data_dir)
     setup_logging(paths.log_dir, verbose=args.verbose)
+    if args.command == "relay":
+        # The relay is a server: no window, no venue, no settings file; its secrets come from the environment.
+        from app.billing.cli import run_relay
+
+        return run_relay(host=args.host, port=args.port, db=args.db or paths.data_dir / "relay.sqlite3",
+                         stripe_api_base=args.stripe_api_base)
     loaded = load_settings(paths.config_file)
     problems = list(loaded.problems)
     if loaded.problems:

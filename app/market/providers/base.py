@@ -163,6 +163,8 @@ class SymbolInfo:
     exchange: str = ""  # the listing exchange, where the provider says
     provider: str = ""
     provider_symbol: str = ""  # how the provider calls it ("BTC-USD", "X:BTCUSD", a CoinMarketCap id)
+    market_cap: Decimal | None = None  # in `currency`, where the provider knows it (CoinMarketCap)
+    rank: int | None = None  # CoinMarketCap's rank by market cap (1 = the largest)
 
 
 # --------------------------------------------------------------------------- errors

@@ -230,6 +230,12 @@ def map_metadata(body: Any, symbol: str) -> SymbolInfo:
     if not isinstance(name, str) or not name:
         raise BadResponse(f"{TITLE} answered without the name of {inst.base}.", provider=NAME)
     coin_id = coin.get("id")
+    quotes = coin.get("quote")
+    quote = quotes.get(inst.quote) if isinstance(quotes, dict) else None
+    market_cap = None
+    if isinstance(quote, dict):
+        market_cap = optional_decimal(quote.get("market_cap"), "market cap", provider=NAME, title=TITLE)
+    rank = _code(coin.get("cmc_rank"))
     return SymbolInfo(
         symbol=inst.symbol,
         name=name,
@@ -237,6 +243,8 @@ def map_metadata(body: Any, symbol: str) -> SymbolInfo:
         currency=inst.quote,
         provider=NAME,
         provider_symbol=str(coin_id) if coin_id is not None else inst.base,
+        market_cap=market_cap,
+        rank=rank if rank and rank > 0 else None,
     )
 
 
