@@ -113,6 +113,8 @@ class Runtime:
         self.watchlist: list[str] = []
         self.notices: list[str] = []  # sentences for the user: settings problems, symbols not listed
         self.feed: MarketFeed | None = None
+        self.aggregator: Any = None  # app.market.aggregator.Aggregator once started
+        self.provider_feed: Any = None  # app.market.provider_feed.ProviderFeed when it has work
         self._chart_loads: dict[tuple[str, str], asyncio.Future[CandleSeries]] = {}
         self._started = False
         self._stopped = False
@@ -151,21 +153,28 @@ class Runtime:
             if unknown:
                 raise UnknownSymbol(f"{self.venue.name} does not list {', '.join(unknown)}. Listed: {', '.join(self.markets)}.")
         wanted = list(symbols) if symbols is not None else list(self.settings.watchlist.symbols)
-        self.watchlist = [s for s in wanted if s in self.markets]
-        missing = [s for s in wanted if s not in self.markets]
+        self.aggregator = await self._build_aggregator() if symbols is None else None
+        # Symbols the venue does not list stay in the watchlist when a market-data provider prices them.
+        priced = [s for s in wanted if s not in self.markets and self.aggregator is not None and self.aggregator.serves(s)]
+        self.watchlist = [s for s in wanted if s in self.markets or s in priced]
+        missing = [s for s in wanted if s not in self.watchlist]
         if missing:
             self.notices.append(
-                f"{getattr(self.venue, 'title', self.venue.name)} does not list {', '.join(missing)}; "
-                "they are left out of the watchlist. Edit [watchlist] symbols in your settings to change it."
+                f"{getattr(self.venue, 'title', self.venue.name)} does not list {', '.join(missing)}, and no "
+                "market-data provider prices them; they are left out of the watchlist. Edit [watchlist] symbols "
+                "in your settings, or set a provider's key in Settings → API keys."
             )
-        if not self.watchlist:
-            self.watchlist = list(self.markets)
+        if not [s for s in self.watchlist if s in self.markets]:
+            self.watchlist = list(self.markets) + priced
         # Show prices at once, before the first streamed tick arrives.
-        for ticker in (await self.venue.fetch_tickers(self.watchlist)).values():
+        listed = [s for s in self.watchlist if s in self.markets]
+        for ticker in (await self.venue.fetch_tickers(listed)).values():
             bus.publish(TOPIC_PRICE, ticker)
         if stream:
-            self.feed = MarketFeed(bus, self.venue, self.watchlist, on_reconnect=self.backfill)
+            self.feed = MarketFeed(bus, self.venue, listed, on_reconnect=self.backfill)
             await self.feed.start()
+            if self.aggregator is not None and self.aggregator.providers:
+                await self._start_provider_feed(listed, priced)
         if self.store is not None and trading:
             self._start_trading()
         self._started = True
@@ -186,6 +195,10 @@ class Runtime:
         return series
 
     async def _fetch_history(self, symbol: str, timeframe: str) -> CandleSeries:
+        if symbol not in self.markets and self.aggregator is not None:
+            # A stock, index or forex row: its candles come from the providers, best first.
+            got = await self.aggregator.ohlcv(symbol, timeframe)
+            return self.candles.load_history(symbol, timeframe, got.value)
         fetch = getattr(self.venue, "fetch_ohlcv_arrays", None)
         data = await fetch(symbol, timeframe) if fetch else await self.venue.fetch_ohlcv(symbol, timeframe)
         return self.candles.load_history(symbol, timeframe, data)
@@ -278,6 +291,63 @@ class Runtime:
         await self.venue.close()
         self.venue = self._build_venue(name, credentials)
 
+    async def _token(self, name: str) -> str | None:
+        """A single-value secret (a provider's API key) from the user's secret store, or None."""
+        from app.secrets import get_token
+
+        if self.secrets is None:
+            await self._credentials(name)  # opens the OS keyring when a secure one exists
+        if self.secrets is None:
+            return None
+        try:
+            return await get_token(self.secrets, name)
+        except Exception:  # a locked keyring: the provider is skipped, public sources still work
+            log.warning("could not read the secret %s from the keyring", name)
+            return None
+
+    async def _build_aggregator(self) -> Any:
+        """The market-data providers from [marketdata], keys from the keyring, their cache from SQLite."""
+        from app.market.aggregator import Aggregator
+        from app.market.cache import METADATA, TICKER, MarketDataCache
+        from app.market.providers import GUARD_CONFIGS, PROVIDERS, create_providers
+        from app.resilience.guard import GuardRegistry
+
+        md = self.settings.marketdata
+        enabled = frozenset(n for n in PROVIDERS if getattr(md, n).enabled)
+        keys = {n: await self._token(f"marketdata_{n}") for n in sorted(enabled) if PROVIDERS[n].requires_key}
+        providers = create_providers(
+            keys, guards=GuardRegistry(self.bus, GUARD_CONFIGS), enabled=enabled,
+            base_urls={n: getattr(md, n).base_url for n in enabled if getattr(md, n).base_url},
+            priorities={n: getattr(md, n).priority for n in enabled},
+        )
+        cache = MarketDataCache(self.store, ttl={TICKER: float(md.ticker_ttl_s), METADATA: float(md.metadata_ttl_s)})
+        try:
+            await cache.load()
+        except Exception:  # an unreadable cache costs requests, not the start
+            log.exception("the market data cache could not be read")
+        return Aggregator(providers, cache)
+
+    async def _start_provider_feed(self, listed: list[str], priced: list[str]) -> None:
+        from app.market.provider_feed import ProviderFeed
+
+        def venue_down() -> bool:
+            guard = getattr(self.venue, "guard", None)
+            return guard is not None and guard.health().state == "open"
+
+        self.provider_feed = ProviderFeed(self.bus, self.state, self.aggregator, provider_symbols=priced,
+                                          venue_symbols=listed, venue_down=venue_down,
+                                          interval=min(15.0, float(self.settings.marketdata.ticker_ttl_s)))
+        self.state.provider_symbols.update(priced)
+        task = asyncio.get_running_loop().create_task(self.provider_feed.start(), name="provider-feed-start")
+        task.add_done_callback(lambda t: t.cancelled() or t.exception() is None
+                               or log.error("provider prices did not start: %s", t.exception()))
+
+    async def sources(self, symbol: str) -> list[Any]:
+        """Every exchange's and provider's price for `symbol` (the sources view)."""
+        from app.market.sources import gather_sources
+
+        return await gather_sources(symbol, self.manager, self.aggregator)
+
     def _on_health(self, event: Event) -> None:
         self.health[event.payload.group] = event.payload
 
@@ -292,6 +362,8 @@ class Runtime:
         guard = getattr(self.venue, "guard", None)
         if guard is not None:
             seen[guard.group] = guard.health()
+        for provider in getattr(self.aggregator, "providers", ()):
+            seen[provider.guard.group] = provider.guard.health()
         return [seen[k] for k in sorted(seen)]
 
     async def add_venue(self, name: str) -> None:
@@ -339,6 +411,10 @@ class Runtime:
             self._orders_task.cancel()
         if self.feed is not None:
             await self.feed.stop()
+        if self.provider_feed is not None:
+            await self.provider_feed.stop()
+        if self.aggregator is not None:
+            await self.aggregator.close()
         await self.venue.close()
         for name in list(self.manager.venues):
             if self.manager.venues[name] is not self.venue:

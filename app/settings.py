@@ -202,16 +202,44 @@ class Symbol(Rule):
         return symbol
 
 
+# Stock tickers are short (AAPL, BRK-B, VOD.L, 7203.T); a longer run such as BTCUSDT is a pair written
+# without its slash, which must be refused rather than sent to a stock-data provider.
+_TICKER_SYMBOL = re.compile(r"\^?[A-Z0-9]{1,6}([.\-][A-Z0-9]{1,3})?")
+
+
 @dataclass(frozen=True, slots=True)
-class SymbolList(Rule):
+class WatchSymbol(Rule):
+    """A pair (BTC/USDT, EUR/USD), a stock or ETF ticker (AAPL) or an index (^GSPC): what the
+    market-data providers can price when no exchange lists it."""
+
     @property
     def allowed(self) -> str:
+        return "a pair written as BASE/QUOTE (BTC/USDT, EUR/USD), a stock ticker (AAPL) or an index (^GSPC)"
+
+    def parse(self, value: object, ctx: Context) -> str:
+        if isinstance(value, str) and "/" not in value and _TICKER_SYMBOL.fullmatch(value.strip().upper()):
+            return value.strip().upper()
+        try:
+            return Symbol().parse(value, ctx)
+        except Invalid:
+            raise self.fail(value) from None
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolList(Rule):
+    pairs_only: bool = True
+
+    @property
+    def allowed(self) -> str:
+        if not self.pairs_only:
+            return ("a list of one or more symbols: pairs as BASE/QUOTE, stocks as tickers, indices with a caret, "
+                    "for example [\"BTC/USDT\", \"EUR/USD\", \"AAPL\", \"^GSPC\"]")
         return "a list of one or more symbols written as BASE/QUOTE, for example [\"BTC/USDT\", \"ETH/USDT\"]"
 
     def parse(self, value: object, ctx: Context) -> tuple[str, ...]:
         if not isinstance(value, list) or not value:
             raise self.fail(value)
-        item_rule = Symbol()
+        item_rule: Rule = Symbol() if self.pairs_only else WatchSymbol()
         issues: list[Issue] = []
         symbols: dict[str, None] = {}  # an ordered set: duplicates keep their first place
         for i, item in enumerate(value, start=1):
@@ -369,7 +397,9 @@ DEFAULT_SYMBOLS: tuple[str, ...] = (
 
 @dataclass(frozen=True, slots=True)
 class WatchlistSettings:
-    symbols: tuple[str, ...] = setting(DEFAULT_SYMBOLS, SymbolList(), "the symbols in the watchlist, in order")
+    symbols: tuple[str, ...] = setting(
+        DEFAULT_SYMBOLS, SymbolList(pairs_only=False),
+        "the symbols in the watchlist, in order; ones no exchange lists (AAPL, EUR/USD, ^GSPC) are priced by [marketdata]")
 
 
 @dataclass(frozen=True, slots=True)

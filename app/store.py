@@ -128,6 +128,34 @@ CREATE TABLE alerts (
     fired_count   INTEGER NOT NULL DEFAULT 0
 );
 """,
+    # 5: the notification outbox (app/notify/outbox.py): one row per (message id, channel) until delivered.
+    """
+CREATE TABLE notify_outbox (
+    id              INTEGER PRIMARY KEY,
+    message_id      TEXT NOT NULL CHECK (length(message_id) > 0),
+    channel         TEXT NOT NULL CHECK (channel IN ('desktop', 'email', 'discord', 'sms')),
+    kind            TEXT NOT NULL,
+    title           TEXT NOT NULL,
+    payload         TEXT NOT NULL,                -- the rendered message as JSON
+    status          TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (status IN ('pending', 'delivered', 'failed', 'discarded')),
+    attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    last_error      TEXT NOT NULL DEFAULT '',     -- a sentence for the user, never a secret
+    progress        TEXT NOT NULL DEFAULT '',     -- what a multi-destination channel already delivered
+    next_attempt_at INTEGER NOT NULL,             -- ms since the epoch
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    delivered_at    INTEGER,
+    UNIQUE (message_id, channel)
+);
+CREATE INDEX notify_outbox_due ON notify_outbox (status, next_attempt_at);
+""",
+    # 6: OCO order lists (app/trading/): each leg of a one-cancels-the-other pair is an ordinary journal row
+    # whose list_id is the list's client id (the same on both legs); '' for an order that is not in a list.
+    """
+ALTER TABLE order_journal ADD COLUMN list_id TEXT NOT NULL DEFAULT '';
+CREATE INDEX order_journal_list ON order_journal (list_id) WHERE list_id != '';
+""",
 ]
 
 

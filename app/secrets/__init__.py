@@ -92,11 +92,42 @@ __all__ = [
     "WrongPasswordError",
     "backend_status",
     "mask",
+    "get_token",
     "open_secret_store",
+    "set_token",
     "resolve_backend",
     "vault_exists",
     "vault_path",
 ]
+
+
+# Secrets that are one value rather than a key pair (a provider's API key, the SMTP password, a
+# Discord webhook URL, the billing token) ride in the same stores as an entry whose `api_key` is the
+# entry's own name: one place for every secret, one masking rule, one keyring index.
+TOKEN_NAMES = {
+    "marketdata_coinmarketcap": "CoinMarketCap API key",
+    "marketdata_polygon": "Polygon API key",
+    "marketdata_alphavantage": "Alpha Vantage API key",
+    "notify_smtp": "SMTP password",
+    "notify_discord_webhook": "Discord webhook URL",
+    "notify_discord_bot": "Discord bot token",
+    "notify_twilio": "Twilio auth token",
+    "billing": "billing account token",
+}
+
+
+async def get_token(store: SecretStore, name: str) -> str | None:
+    """A single-value secret, or None when it is not set."""
+    creds = await store.get(name)
+    return creds.secret if creds is not None else None
+
+
+async def set_token(store: SecretStore, name: str, value: str) -> None:
+    """Keep a single-value secret; an empty value deletes it."""
+    if value.strip():
+        await store.set(name, ApiCredentials(name, value))
+    else:
+        await store.delete(name)
 
 
 def vault_path(data_dir: Path) -> Path:

@@ -1,7 +1,8 @@
 """The order journal: one SQLite row per order, written and committed before the order is sent.
 
 The schema is migration 2 in `app.store.MIGRATIONS` (tables `order_journal` and
-`order_fills`). Every function here taking a `conn` runs on the store's worker
+`order_fills`); migration 6 added `list_id`, which links the two legs of an OCO list
+(both rows carry the list's client id; '' for an order that is not in a list). Every function here taking a `conn` runs on the store's worker
 thread (`await store.run(fn, ...)`); `OrderJournal` wraps them for coroutines.
 
 Money is stored as TEXT written with `format(d, "f")`, so a Decimal comes back
@@ -69,9 +70,14 @@ class JournalEntry:
     not_placed: bool = False  # REJECTED because the venue positively said it has no such order
     created_at: int = 0
     updated_at: int = 0
+    list_id: str = ""  # the OCO list's client id when this order is one of its legs
+
+    @property
+    def is_oco_leg(self) -> bool:
+        return bool(self.list_id)
 
     @classmethod
-    def pending(cls, venue: str, request: OrderRequest, now_ms: int) -> JournalEntry:
+    def pending(cls, venue: str, request: OrderRequest, now_ms: int, list_id: str = "") -> JournalEntry:
         return cls(
             client_order_id=request.client_order_id,
             venue=venue,
@@ -86,6 +92,7 @@ class JournalEntry:
             status=OrderStatus.PENDING,
             created_at=now_ms,
             updated_at=now_ms,
+            list_id=list_id,
         )
 
     @property
@@ -139,7 +146,7 @@ class JournalEntry:
 _COLUMNS = (
     "client_order_id", "venue", "symbol", "side", "type", "amount", "price", "stop_price", "tif", "post_only",
     "status", "venue_order_id", "filled", "average", "fee", "fee_asset", "reason", "not_placed",
-    "created_at", "updated_at",
+    "created_at", "updated_at", "list_id",
 )
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM order_journal"
 
@@ -155,7 +162,7 @@ def _dec(value: str | None) -> Decimal | None:
 
 def _entry(row: Sequence[Any]) -> JournalEntry:
     (cid, venue, symbol, side, type_, amount, price, stop, tif, post_only, status, vid, filled, average, fee,
-     fee_asset, reason, not_placed, created, updated) = row
+     fee_asset, reason, not_placed, created, updated, list_id) = row
     return JournalEntry(
         client_order_id=cid,
         venue=venue,
@@ -177,6 +184,7 @@ def _entry(row: Sequence[Any]) -> JournalEntry:
         not_placed=bool(not_placed),
         created_at=int(created),
         updated_at=int(updated),
+        list_id=list_id or "",
     )
 
 
@@ -185,7 +193,7 @@ def _values(e: JournalEntry) -> tuple[Any, ...]:
         e.client_order_id, e.venue, e.symbol, e.side.value, e.type.value, text(e.amount), text(e.price),
         text(e.stop_price), e.time_in_force.value, int(e.post_only), e.status.value, e.venue_order_id,
         text(e.filled), text(e.average), text(e.fee), e.fee_asset, e.reason, int(e.not_placed),
-        e.created_at, e.updated_at,
+        e.created_at, e.updated_at, e.list_id,
     )
 
 
@@ -218,16 +226,24 @@ def load(conn: sqlite3.Connection, venue: str, recent_final: int = RECENT_FINAL_
 
 def insert_pending(conn: sqlite3.Connection, entry: JournalEntry) -> bool:
     """Write the order's first row, durably (fsync'd), before it is sent. False if the client id is taken."""
+    return insert_pending_many(conn, (entry,))
+
+
+def insert_pending_many(conn: sqlite3.Connection, entries: Sequence[JournalEntry]) -> bool:
+    """Write the first rows of orders sent together (an OCO list's legs) in one durable transaction: all or
+    none, so a crash never leaves one leg journalled without the other. False if a client id is taken."""
     previous = conn.execute("PRAGMA synchronous").fetchone()[0]
     conn.execute("PRAGMA synchronous = FULL")
     try:
-        conn.execute(
-            f"INSERT INTO order_journal ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
-            _values(entry),
-        )
+        with transaction(conn):
+            conn.executemany(
+                f"INSERT INTO order_journal ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+                [_values(e) for e in entries],
+            )
         return True
     except sqlite3.IntegrityError:
-        if get(conn, entry.client_order_id) is not None:
+        if any(get(conn, e.client_order_id) is not None for e in entries) or \
+                len({e.client_order_id for e in entries}) < len(entries):
             return False
         raise
     finally:
@@ -419,6 +435,9 @@ class OrderJournal:
 
     async def insert_pending(self, entry: JournalEntry) -> bool:
         return await self.store.run(insert_pending, entry)
+
+    async def insert_pending_many(self, entries: Sequence[JournalEntry]) -> bool:
+        return await self.store.run(insert_pending_many, entries)
 
     async def settle_unknown(self, client_order_id: str, status: OrderStatus, reason: str, now_ms: int, *,
                              not_placed: bool = False) -> tuple[JournalEntry, bool]:

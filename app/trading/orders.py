@@ -51,6 +51,13 @@ Decisions others rely on:
   duplicate client id, trading disabled, the data file failing.
 * All SQLite work runs on the store's thread (`store.run`); `orders()` and
   `may_resend()` read an in-memory copy of the journal that every write updates.
+* OCO lists (`submit_oco`, venues with `supports_oco`): the two legs are two ordinary
+  journal rows linked by `list_id` (the list's client id), both written PENDING in one
+  durable transaction before the list is sent once. Everything above applies to each leg:
+  a lost answer makes both UNKNOWN and each is reconciled by its own client id (a venue
+  places a list whole or not at all, so they settle alike); refresh follows each leg.
+  Cancelling either leg cancels the list (`venue.cancel_order_list`). A venue without OCO
+  is refused with a sentence before anything is journalled.
 """
 
 from __future__ import annotations
@@ -71,6 +78,8 @@ from app.domain import Fill, Order, OrderRequest, OrderStatus
 from app.store import Store
 from app.trading.journal import LIVE, JournalEntry, OrderJournal, statuses
 from app.venues.base import (
+    OcoRequest,
+    OrderList,
     OrderNotFound,
     OrderOutcomeUnknown,
     OrderRejected,
@@ -79,6 +88,7 @@ from app.venues.base import (
     VenueAuthError,
     VenueError,
     VenueUnavailable,
+    oco_unsupported,
 )
 
 log = logging.getLogger(__name__)
@@ -89,6 +99,9 @@ TOPIC_TRADE_EXECUTED = "trade.executed"
 
 Validator = Callable[[OrderRequest], "None | Awaitable[None]"]
 """Raises `OrderRejected` (or ValueError) with a sentence when a request must not be sent."""
+
+OcoValidator = Callable[[OcoRequest], "None | Awaitable[None]"]
+"""The same for an OCO list as a whole (the runtime's rules with fresh balances, then risk)."""
 
 CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,36}")  # what Binance accepts; the other venues accept at least this
 
@@ -166,6 +179,7 @@ class OrderService:
         bus: EventBus,
         *,
         validator: Validator | None = None,
+        oco_validator: OcoValidator | None = None,
         clock: Callable[[], float] = time.time,
         new_client_id: Callable[[], str] = new_client_order_id,
         settle_window: float = 15.0,
@@ -178,6 +192,7 @@ class OrderService:
         self.bus = bus
         self.journal = OrderJournal(store)
         self.validator = validator
+        self.oco_validator = oco_validator
         self._clock = clock
         self._new_client_id = new_client_id
         self.settle_window = settle_window
@@ -210,6 +225,11 @@ class OrderService:
     @property
     def title(self) -> str:
         return str(getattr(self.venue, "title", "") or self.venue.name)
+
+    @property
+    def supports_oco(self) -> bool:
+        """The venue takes OCO lists (the ticket offers OCO only then)."""
+        return bool(getattr(self.venue, "supports_oco", False))
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -286,6 +306,11 @@ class OrderService:
     def entry(self, client_order_id: str) -> JournalEntry | None:
         return self._entries.get(client_order_id)
 
+    def list_legs(self, list_id: str) -> list[JournalEntry]:
+        """The journalled legs of OCO list `list_id`: the limit leg first."""
+        legs = [e for e in self._entries.values() if list_id and e.list_id == list_id]
+        return sorted(legs, key=lambda e: e.type.value != "limit")
+
     def may_resend(self, client_order_id: str) -> bool:
         """True only when the order is known not to exist on the venue (rejected, or not placed)."""
         entry = self._entries.get(client_order_id)
@@ -329,6 +354,8 @@ class OrderService:
         entry = self._entries.get(client_order_id)
         if entry is None:
             raise OrderServiceError(f"There is no order {client_order_id} in the journal to send again.")
+        if entry.list_id:
+            return await self._resend_list(entry)
         if not entry.may_resend:
             state = "still being checked" if not entry.settled else entry.status.value.replace("_", " ")
             raise OrderServiceError(
@@ -336,6 +363,112 @@ class OrderService:
                 "could trade twice."
             )
         return await self.submit(entry.request(self._new_client_id()))
+
+    async def _resend_list(self, entry: JournalEntry) -> Order:
+        """An OCO leg is only ever resent with its sibling, as a new list: never one leg alone."""
+        legs = self.list_legs(entry.list_id)
+        if len(legs) != 2 or not all(leg.may_resend for leg in legs):
+            raise OrderServiceError(
+                f"Order {entry.client_order_id} is a leg of OCO list {entry.list_id}, which cannot be sent again: "
+                "both legs must be known not to exist on " + self.title + ". Sending it again could trade twice."
+            )
+        limit, stop = legs
+        assert limit.price is not None and stop.price is not None and stop.stop_price is not None
+        new = OcoRequest(entry.symbol, entry.side, entry.amount, limit.price, stop.stop_price, stop.price, "", "", "")
+        return (await self.submit_oco(new))[0]
+
+    async def submit_oco(self, request: OcoRequest) -> tuple[Order, Order]:
+        """Validate, journal both legs and send the OCO list once. Returns (limit leg, stop leg) as known now:
+        check each `status` and `reason`, as for `submit`. Empty client ids are replaced by new ones."""
+        if not self.supports_oco:
+            raise OrderServiceError(oco_unsupported(self.title))
+        ids = {f: getattr(request, f) or self._new_client_id()
+               for f in ("list_client_id", "limit_client_id", "stop_client_id")}
+        request = replace(request, **ids)
+        await self.validate_oco(request)
+        return await self._submit_oco_validated(request)
+
+    async def validate_oco(self, request: OcoRequest) -> None:
+        ids = (request.list_client_id, request.limit_client_id, request.stop_client_id)
+        for cid in ids:
+            if not CLIENT_ID.fullmatch(cid or ""):
+                raise OrderRejected(f"The client order id '{cid}' is not usable: use 1 to 36 letters, digits, '-' or '_' "
+                                    "(or leave it empty to get one).")
+        if len(set(ids)) < len(ids):
+            raise OrderRejected("An OCO list and its two legs need three different client ids.")
+        try:
+            if self.oco_validator is not None:
+                result = self.oco_validator(request)
+                if inspect.isawaitable(result):
+                    await result
+            elif self.validator is not None:
+                for leg in request.legs():  # each leg against the full free balance: the list reserves once
+                    result = self.validator(leg)
+                    if inspect.isawaitable(result):
+                        await result
+        except ValueError as exc:
+            raise OrderRejected(str(exc)) from None
+
+    async def _submit_oco_validated(self, request: OcoRequest) -> tuple[Order, Order]:
+        for leg in request.legs():
+            self._check_can_trade(leg)
+        if any(e.list_id == request.list_client_id for e in self._entries.values()):
+            raise self._duplicate(request.list_client_id)
+        # Its own task, as for one order: a closed window must not stop it between sending and journalling.
+        task = asyncio.get_running_loop().create_task(self._place_oco(request), name=f"place-oco-{request.list_client_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        for leg_cid in (request.limit_client_id, request.stop_client_id):
+            self._placing[leg_cid] = task  # type: ignore[assignment] - waited on, never awaited for its value
+            task.add_done_callback(
+                lambda t, c=leg_cid: self._placing.pop(c, None) if self._placing.get(c) is t else None)
+        return await asyncio.shield(task)
+
+    async def _place_oco(self, request: OcoRequest) -> tuple[Order, Order]:
+        now = self._now_ms()
+        legs = request.legs()
+        entries = [JournalEntry.pending(self.venue_name, leg, now, request.list_client_id) for leg in legs]
+        if not await self.journal.insert_pending_many(entries):
+            taken = next((e.client_order_id for e in entries if e.client_order_id in self._entries),
+                         request.limit_client_id)
+            raise self._duplicate(taken)
+        # Committed, both legs: from here on a crash leaves two PENDING rows that the next start reconciles.
+        for entry in entries:
+            self._entries[entry.client_order_id] = entry
+            self._publish_order(entry)
+        cids = [leg.client_order_id for leg in legs]
+        venue: Any = self.venue
+        try:
+            result: OrderList = await venue.create_oco(request)
+        except _DEFINITE_REFUSALS as exc:
+            sentence = self._oco_rejected_sentence(request, str(exc))
+            return tuple([(await self._settle(c, OrderStatus.REJECTED, sentence)).order() for c in cids])  # type: ignore[return-value]
+        except OrderOutcomeUnknown as exc:
+            return tuple([(await self._unknown(c, str(exc))).order() for c in cids])  # type: ignore[return-value]
+        except asyncio.CancelledError:
+            log.warning("%s: placing OCO %s was cancelled mid-flight; its legs stay PENDING until reconciled",
+                        self.venue_name, request.list_client_id)
+            raise
+        except Exception as exc:
+            if not isinstance(exc, VenueUnavailable | VenueError):
+                log.exception("%s: create_oco for %s failed unexpectedly", self.venue_name, request.list_client_id)
+            detail = str(exc) or type(exc).__name__
+            return tuple([(await self._unknown(c, detail)).order() for c in cids])  # type: ignore[return-value]
+        out: list[Order] = []
+        for leg, c in zip(legs, cids, strict=True):
+            shown = result.leg(c) or next((o for o in result.orders if o.type is leg.type and not o.client_order_id), None)
+            if shown is None:  # the venue's answer left this leg out: find it by its client id
+                out.append((await self._unknown(c, f"{self.title}'s answer did not show this leg")).order())
+                continue
+            out.append((await self._apply(c, replace(shown, client_order_id=c))).order())
+        return out[0], out[1]
+
+    def _oco_rejected_sentence(self, request: OcoRequest, detail: str) -> str:
+        detail = detail.strip() or f"{self.title} rejected the order list"
+        return (f"Your OCO {request.side.value} of {format(request.amount, 'f')} {request.symbol} (limit "
+                f"{format(request.price, 'f')}, stop {format(request.stop_price, 'f')} -> "
+                f"{format(request.stop_limit_price, 'f')}; list {request.list_client_id}) was rejected: "
+                f"{detail.rstrip('.')}. Nothing was traded.")
 
     async def validate(self, request: OrderRequest) -> None:
         if not CLIENT_ID.fullmatch(request.client_order_id or ""):
@@ -589,6 +722,8 @@ class OrderService:
             raise OrderStillUnknown(
                 f"Order {cid} is still being checked with {self.title}; cancel it once its state is known."
             )
+        if entry.list_id:
+            return await self._cancel_list(entry)
         if entry.status.is_final:
             raise self._cannot_cancel(entry)
         if not entry.venue_order_id:
@@ -602,6 +737,38 @@ class OrderService:
                 entry = await self._apply(cid, fresh)
             raise self._cannot_cancel(entry) from None
         return (await self._apply(cid, order)).order()
+
+    async def _cancel_list(self, entry: JournalEntry) -> Order:
+        """Cancel the OCO list `entry` is a leg of: both legs, as the venue does for a cancel of either."""
+        legs = self.list_legs(entry.list_id)
+        if any(not leg.settled for leg in legs):
+            raise OrderStillUnknown(f"OCO list {entry.list_id} is still being checked with {self.title}; cancel it "
+                                    "once its state is known.")
+        if all(leg.status.is_final for leg in legs):
+            raise self._cannot_cancel(entry)
+        venue: Any = self.venue
+        cancel_list = getattr(venue, "cancel_order_list", None)
+        refused = False
+        try:
+            if cancel_list is not None:
+                result: OrderList = await cancel_list(entry.list_id, entry.symbol)
+                shown = list(result.orders)
+            else:  # a venue cancelling a list through any of its legs
+                live = next(leg for leg in legs if not leg.status.is_final and leg.venue_order_id)
+                shown = [await venue.cancel_order(live.venue_order_id, live.symbol)]
+        except (OrderNotFound, OrderRejected):
+            shown, refused = [], True  # it ended (filled, or cancelled elsewhere) before the cancel arrived
+        for leg in legs:
+            order = next((o for o in shown if o.client_order_id == leg.client_order_id
+                          or (o.id and o.id == leg.venue_order_id)), None)
+            if order is None and not self._entries[leg.client_order_id].status.is_final:
+                order = await self._fetch(self._entries[leg.client_order_id])
+            if order is not None:
+                await self._apply(leg.client_order_id, replace(order, client_order_id=leg.client_order_id))
+        after = self._entries[entry.client_order_id]
+        if refused:
+            raise self._cannot_cancel(after)
+        return after.order()
 
     def _cannot_cancel(self, entry: JournalEntry) -> CannotCancel:
         state = entry.status.value.replace("_", " ")
@@ -647,6 +814,7 @@ __all__ = [
     "JournalEntry",
     "OrderService",
     "OrderServiceError",
+    "OcoValidator",
     "OrderStillUnknown",
     "PlaceOrder",
     "TOPIC_ORDER_REJECTED",

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from decimal import Decimal
 
 from app.domain import Balance, BookLevel, Candle, Market, Order, OrderBook, OrderRequest, Ticker, Trade
-from app.venues.base import StreamEvent, UnknownSymbol, Venue
+from app.venues.base import OcoRequest, OrderList, StreamEvent, UnknownSymbol, Venue
 from app.venues.sim_orders import SimAccount, SimMatcher
 
 DEFAULT_PAPER_BALANCES: Mapping[str, Decimal] = {"USDT": Decimal("10000")}
@@ -27,6 +27,7 @@ class PaperVenue:
     """A venue whose orders never leave the process."""
 
     paper = True
+    supports_oco = True  # the paper account's own matching engine has OCO lists, whatever the venue offers
 
     def __init__(self, venue: Venue, balances: Mapping[str, Decimal] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
@@ -113,6 +114,20 @@ class PaperVenue:
 
     async def cancel_order(self, order_id: str, symbol: str) -> Order:
         return self._matcher.cancel(order_id)
+
+    async def create_oco(self, request: OcoRequest) -> OrderList:
+        if not self._markets:
+            await self.load_markets()
+        if request.symbol not in self._markets:
+            raise UnknownSymbol(f"{self.title} does not list {request.symbol}.")
+        book = await self._book(request.symbol)
+        last = self._last.get(request.symbol)
+        if last is None:
+            last = (await self.fetch_ticker(request.symbol)).last
+        return self._matcher.submit_oco(request, book, last, self._now_ms())
+
+    async def cancel_order_list(self, list_client_id: str, symbol: str) -> OrderList:
+        return self._matcher.cancel_list(list_client_id)
 
     async def fetch_order(self, order_id: str, symbol: str) -> Order:
         return self._matcher.get(order_id)

@@ -107,6 +107,7 @@ class CcxtVenue:
     rest_hosts: ClassVar[tuple[str, ...]] = ()  # bases replaced by `rest_url`
     has_testnet: ClassVar[bool] = True
     ccxt_options: ClassVar[dict[str, Any]] = {}
+    supports_oco: ClassVar[bool] = False  # OCO lists (base.OcoVenue): only where the exchange and Meridian have them
 
     def __init__(self, config: ExchangeConfig | None = None, *, guard: Guard | None = None,
                  exchange: Any = None, bus: Any = None) -> None:
@@ -374,31 +375,34 @@ class CcxtVenue:
         # Exact decimal strings, not floats: ccxt formats them to the market's precision itself.
         price = format(request.price, "f") if request.price is not None else await self.market_order_price(request)
         params = self.order_params(request)
+        raw = await self._send_once(
+            "create order", request.client_order_id, "order",
+            lambda: self.exchange.create_order(
+                request.symbol, ccxt_type, request.side.value, format(request.amount, "f"), price, params))
+        order = self.to_order(raw)
+        if not order.client_order_id:
+            order = _with_client_id(order, request.client_order_id)
+        return order
+
+    async def _send_once(self, what: str, client_id: str, noun: str, fn: Callable[[], Awaitable[T]]) -> T:
+        """One non-idempotent call (an order, an order list): tried exactly once; a lost answer raises
+        OrderOutcomeUnknown(`client_id`) for the caller to reconcile."""
         try:
-            raw = await self.guard.call(
-                self._with_retry_after(lambda: self.exchange.create_order(
-                    request.symbol, ccxt_type, request.side.value, format(request.amount, "f"), price, params)),
-                idempotent=False,
-                what="create order",
-            )
+            return await self.guard.call(self._with_retry_after(fn), idempotent=False, what=what)
         except (ccxt.OperationFailed, TimeoutError, OSError) as exc:
             # OperationFailed covers every NetworkError and Binance's -1001 on a 500: the exchanges say a
             # server error in answer to an order leaves its outcome unknown.
             if isinstance(exc, (ccxt.RateLimitExceeded, ccxt.DDoSProtection)) or _refused(exc):
                 raise to_venue_error(exc, self.title, self.exchange_id) from None  # it never reached the matching engine
             raise OrderOutcomeUnknown(
-                f"The order {request.client_order_id} was sent to {self.title} but no answer came back "
+                f"The {noun} {client_id} was sent to {self.title} but no answer came back "
                 f"({scrub(str(exc))[:120]}). It may exist: it is being checked before anything is resent.",
-                request.client_order_id,
+                client_id,
             ) from None
         except VenueError:
             raise
         except Exception as exc:
             raise to_venue_error(exc, self.title, self.exchange_id) from None
-        order = self.to_order(raw)
-        if not order.client_order_id:
-            order = _with_client_id(order, request.client_order_id)
-        return order
 
     async def market_order_price(self, request: OrderRequest) -> str | None:
         """A price for a market order, where the exchange needs one (Gate.io's market buys); None elsewhere."""

@@ -38,7 +38,7 @@ from app.domain import (
     split_symbol,
 )
 from app.market.candles import CandleArrays, CandleSeries, aggregate
-from app.venues.base import StreamEvent, UnknownSymbol, VenueError, VenueUnavailable
+from app.venues.base import OcoRequest, OrderList, StreamEvent, UnknownSymbol, VenueError, VenueUnavailable
 from app.venues.sim_model import DEFAULT_INSTRUMENTS, Instrument, PriceModel
 from app.venues.sim_orders import SimAccount, SimMatcher
 from app.venues.sim_replay import ReplayFeed, infer_tick, load_candle_file
@@ -104,6 +104,7 @@ class SimVenue:
 
     name = "sim"
     title = "Simulated market"
+    supports_oco = True  # OCO lists are matched by sim_orders, like Binance's
 
     def __init__(self, config: SimConfig | None = None, clock: Callable[[], float] = time.time) -> None:
         self.config = config or SimConfig()
@@ -440,6 +441,16 @@ class SimVenue:
     async def cancel_order(self, order_id: str, symbol: str) -> Order:
         await self._ensure_ready()
         return self._matcher.cancel(order_id)
+
+    async def create_oco(self, request: OcoRequest) -> OrderList:
+        await self._ensure_ready()
+        self._check(request.symbol)
+        ticker = self._tickers[request.symbol]
+        return self._matcher.submit_oco(request, self._book(request.symbol), ticker.last, ticker.ts)
+
+    async def cancel_order_list(self, list_client_id: str, symbol: str) -> OrderList:
+        await self._ensure_ready()
+        return self._matcher.cancel_list(list_client_id)
 
     async def fetch_order(self, order_id: str, symbol: str) -> Order:
         await self._ensure_ready()

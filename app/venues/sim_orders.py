@@ -7,6 +7,11 @@ Rules, chosen to behave like a real spot exchange without its complexity:
   order capped at the limit; the rest rests and fills whole, at its limit price
   and the maker fee, when a trade prints at or through that price;
 - stop-limit orders wait until a print reaches the stop, then act as a limit;
+- OCO lists (a maker-only limit leg and a stop-limit leg on the same amount)
+  follow Binance: prices must straddle the last price (sell: limit > last > stop;
+  buy: limit < last < stop); the funds are reserved once for the list; the stop
+  triggering, or the limit leg filling even partly, cancels the other leg; a
+  cancel of either leg cancels both;
 - funds are reserved when an order is accepted and released when it ends;
 - the exchange's own rules (step, tick, minimum amount and order value, unique
   client order id) are enforced, and a refusal says which rule and what to do.
@@ -35,7 +40,7 @@ from app.domain import (
     Side,
     TimeInForce,
 )
-from app.venues.base import InsufficientFunds, OrderNotFound, OrderRejected, UnknownSymbol
+from app.venues.base import InsufficientFunds, OcoRequest, OrderList, OrderNotFound, OrderRejected, UnknownSymbol
 
 
 QUOTE_PRECISION = Decimal("1e-8")
@@ -89,6 +94,17 @@ class SimAccount:
         return {a: Balance(a, self.free(a), self._used.get(a, ZERO)) for a in sorted(assets)}
 
 
+@dataclass(frozen=True, slots=True)
+class _List:
+    """An OCO list: its venue id and its legs' order ids."""
+
+    id: str
+    client_id: str
+    symbol: str
+    limit: str  # order id of the limit leg
+    stop: str  # order id of the stop-limit leg
+
+
 @dataclass(slots=True)
 class _Working:
     """Mutable state of one order while the matcher owns it."""
@@ -105,6 +121,7 @@ class _Working:
     reserved: Decimal = ZERO  # still held for this order (quote for buys, base for sells)
     fills: list[Fill] = field(default_factory=list)
     reason: str = ""
+    list_id: str = ""  # the client id of the OCO list this order is a leg of
 
     def snapshot(self, quote: str) -> Order:
         r = self.request
@@ -136,6 +153,7 @@ class SimMatcher:
         self.account = account
         self._orders: dict[str, _Working] = {}
         self._by_client: dict[str, str] = {}
+        self._lists: dict[str, _List] = {}  # by list client id
         # Ids unique across runs: a journal keeps orders and fills of earlier runs, keyed by these ids.
         self._run = secrets.token_hex(3)
         self._ids = itertools.count(1)
@@ -261,8 +279,94 @@ class SimMatcher:
         m = self.markets[w.request.symbol]
         if w.status.is_final:
             raise OrderRejected(f"Order {order_id} is already {w.status.value}; there is nothing to cancel.")
-        self._finish(w, m, OrderStatus.CANCELED)
+        if w.list_id:
+            self.cancel_list(w.list_id)  # like Binance: cancelling one leg cancels the whole list
+        else:
+            self._finish(w, m, OrderStatus.CANCELED)
         return w.snapshot(m.quote)
+
+    # -- OCO lists ---------------------------------------------------------------
+
+    def submit_oco(self, oco: OcoRequest, book: OrderBook, last: Decimal, now_ms: int) -> OrderList:
+        """Accept both legs of an OCO, or neither (each refusal says which rule, as Binance words it)."""
+        m = self._market(oco.symbol)
+        limit_req, stop_req = oco.legs()
+        if oco.list_client_id in self._lists:
+            raise OrderRejected(f"OCO list id {oco.list_client_id} was already used; each list needs a new one.")
+        if limit_req.client_order_id == stop_req.client_order_id:
+            raise OrderRejected("The two legs of an OCO need different client order ids.")
+        for leg in (limit_req, stop_req):
+            self._validate(leg, m, book)
+        q = m.quote
+        if oco.side is Side.SELL and not (oco.price > last > oco.stop_price):
+            raise OrderRejected(
+                f"The relationship of the prices for the orders is not correct: a sell OCO needs the limit price "
+                f"({fmt(oco.price)}) above the last price ({fmt(last)} {q}) and the stop price ({fmt(oco.stop_price)}) "
+                "below it.")
+        if oco.side is Side.BUY and not (oco.price < last < oco.stop_price):
+            raise OrderRejected(
+                f"The relationship of the prices for the orders is not correct: a buy OCO needs the limit price "
+                f"({fmt(oco.price)}) below the last price ({fmt(last)} {q}) and the stop price ({fmt(oco.stop_price)}) "
+                "above it.")
+        if self._crosses(limit_req, book):
+            raise OrderRejected(f"The OCO's limit leg at {fmt(oco.price)} {q} would trade at once (it is maker-only): "
+                                "move it away from the market.")
+        if oco.side is Side.BUY:
+            # One reservation for the list, enough for whichever leg ends up trading (and its fee).
+            cost = oco.amount * max(oco.price, oco.stop_limit_price)
+            need = cost + round_fee(cost * m.taker_fee)
+            self.account.reserve(q, need, f"buying {fmt(oco.amount)} {m.base}")
+        else:
+            need = oco.amount
+            self.account.reserve(m.base, need, f"selling {fmt(oco.amount)} {m.base}")
+        run = next(self._ids)
+        limit = _Working(limit_req, f"SIM-{self._run}-{run}", now_ms, reserved=need, list_id=oco.list_client_id)
+        stop = _Working(stop_req, f"SIM-{self._run}-{run}s", now_ms, list_id=oco.list_client_id)
+        self._register(limit)
+        self._register(stop)
+        self._lists[oco.list_client_id] = _List(f"SIML-{self._run}-{run}", oco.list_client_id, oco.symbol,
+                                                limit.id, stop.id)
+        return self.get_list(oco.list_client_id)
+
+    def get_list(self, list_client_id: str) -> OrderList:
+        lst = self._lists.get(list_client_id)
+        if lst is None:
+            raise OrderNotFound(f"The simulated market has no OCO list {list_client_id}.")
+        quote = self.markets[lst.symbol].quote
+        return OrderList(lst.id, lst.client_id, lst.symbol,
+                         (self._orders[lst.limit].snapshot(quote), self._orders[lst.stop].snapshot(quote)))
+
+    def cancel_list(self, list_client_id: str) -> OrderList:
+        lst = self._lists.get(list_client_id)
+        if lst is None:
+            raise OrderNotFound(f"The simulated market has no OCO list {list_client_id}.")
+        legs = [self._orders[lst.limit], self._orders[lst.stop]]
+        if all(w.status.is_final for w in legs):
+            raise OrderRejected(f"OCO list {list_client_id} has already ended; there is nothing to cancel.")
+        m = self.markets[lst.symbol]
+        for w in legs:
+            if not w.status.is_final:
+                self._finish(w, m, OrderStatus.CANCELED)
+        return self.get_list(list_client_id)
+
+    def _sibling(self, w: _Working) -> _Working | None:
+        lst = self._lists.get(w.list_id) if w.list_id else None
+        if lst is None:
+            return None
+        other = self._orders[lst.stop if w.id == lst.limit else lst.limit]
+        return None if other.status.is_final else other
+
+    def _activate(self, w: _Working, m: Market, why: str) -> _Working | None:
+        """`w` has started to trade (filled, or its stop triggered): cancel its OCO sibling, handing the list's
+        reservation over to `w`. Returns the cancelled sibling."""
+        other = self._sibling(w)
+        if other is None:
+            return None
+        w.reserved += other.reserved
+        other.reserved = ZERO
+        other.reason = f"Cancelled by the market: the other leg of OCO {w.list_id} {why}."
+        other.status = OrderStatus.CANCELED
+        return other
 
     # -- matching ----------------------------------------------------------------
 
@@ -349,8 +453,12 @@ class SimMatcher:
             self.account.release(m.quote if w.request.side is Side.BUY else m.base, w.reserved)
             w.reserved = ZERO
 
-    def on_print(self, symbol: str, price: Decimal, book: OrderBook, now_ms: int) -> list[Order]:
-        """A trade printed at `price`: trigger stops and fill resting limits it reached."""
+    def on_print(self, symbol: str, price: Decimal, book: OrderBook, now_ms: int,
+                 size: Decimal | None = None) -> list[Order]:
+        """A trade printed at `price`: trigger stops and fill resting limits it reached.
+
+        `size` caps how much of each resting limit the print fills (a real print of that size); None
+        fills them whole (the simulated market's own prints, whose sizes are synthetic)."""
         changed: list[Order] = []
         for w in list(self._orders.values()):
             req = w.request
@@ -361,13 +469,27 @@ class SimMatcher:
                 if not self._stop_reached(req, price):
                     continue
                 w.triggered = True
+                # Binance: the stop triggering activates the leg, and that cancels the other one.
+                cancelled = self._activate(w, m, "triggered its stop")
                 self._take(w, m, book, now_ms)
                 changed.append(w.snapshot(m.quote))
+                if cancelled is not None:
+                    changed.append(cancelled.snapshot(m.quote))
                 continue
             assert req.price is not None
             reached = price <= req.price if req.side is Side.BUY else price >= req.price
             if reached:
-                self._fill(w, m, req.price, req.amount - w.filled, now_ms, maker=True)
-                self._finish(w, m, OrderStatus.FILLED)
+                left = req.amount - w.filled
+                take = left if size is None else min(left, size)
+                if take <= 0:
+                    continue
+                cancelled = self._activate(w, m, "filled" if take == left else "partly filled")
+                self._fill(w, m, req.price, take, now_ms, maker=True)
+                if take == left:
+                    self._finish(w, m, OrderStatus.FILLED)
+                else:
+                    w.status = OrderStatus.PARTIALLY_FILLED
                 changed.append(w.snapshot(m.quote))
+                if cancelled is not None:
+                    changed.append(cancelled.snapshot(m.quote))
         return changed

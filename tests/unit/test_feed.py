@@ -14,7 +14,7 @@ from app.domain import Ticker, Trade, Side
 from app.market.feed import TOPIC_CONNECTION, TOPIC_PRICE, TOPIC_TRADE, ConnectionState, MarketFeed
 from app.paths import resolve_paths
 from app.runtime import Runtime
-from app.settings import Settings, SimSettings, WatchlistSettings
+from app.settings import MarketDataSettings, ProviderSettings, Settings, SimSettings, WatchlistSettings
 
 
 class FlakyVenue:
@@ -88,11 +88,16 @@ async def test_a_silent_stream_is_marked_stale_then_live_again() -> None:
     await bus.stop()
 
 
+NO_PROVIDERS = MarketDataSettings(**{n: ProviderSettings(enabled=False)
+                                     for n in ("coinmarketcap", "polygon", "alphavantage", "yahoo")})
+
+
 @pytest.fixture
 def runtime(tmp_path: Path) -> Runtime:
     settings = Settings(
         watchlist=WatchlistSettings(symbols=("ETH/USDT", "NOPE/USDT", "BTC/USDT")),
         sim=SimSettings(seed=3, tick_interval_ms=20, history_days=1),
+        marketdata=NO_PROVIDERS,  # NOPE/USDT must not be sent to a provider on the internet
     )
     return Runtime(settings, resolve_paths(tmp_path / "settings.toml", tmp_path / "data"))
 

@@ -254,7 +254,7 @@ def test_several_problems_are_reported_together_and_nothing_is_applied(cfg: Path
         cfg,
         'venue = "gate"\n'
         "[watchlist]\n"
-        'symbols = ["BTC/USDT", "nope", "eth-usdt"]\n'
+        'symbols = ["BTC/USDT", "no pe", "eth-usdt"]\n'
         "[sim]\n"
         "seed = true\n"
         "tick_interval_ms = 5\n"
