@@ -1,4 +1,5 @@
-"""Settings → API keys: enter, see (masked) and remove exchange keys.
+"""Settings → API keys: enter, see (masked) and remove exchange keys and the other secrets
+(market-data provider keys, the SMTP password, Discord and Twilio tokens).
 
 Keys go only to the secret store (`app.secrets`): the OS keyring, or, when the
 machine has no secure keyring, what the user chooses here after reading why:
@@ -33,9 +34,12 @@ from app.secrets import (
     BackendStatus,
     SecretStoreError,
     StoreKind,
+    TOKEN_NAMES,
     backend_status,
+    get_token,
     mask,
     open_secret_store,
+    set_token,
     vault_exists,
 )
 from ui import theme
@@ -44,6 +48,9 @@ log = logging.getLogger(__name__)
 
 EXCHANGES = {"binance": "Binance", "gate": "Gate.io", "mexc": "MEXC"}
 NEEDS_PASSPHRASE: set[str] = set()  # none of these three; OKX or KuCoin would be
+# Single-value secrets: one field, no secret half. The billing token is set by signing in, not typed.
+SINGLE = {name: title for name, title in TOKEN_NAMES.items() if name != "billing"}
+TITLES = {**EXCHANGES, **SINGLE}
 
 
 def _error_label() -> QLabel:
@@ -89,6 +96,9 @@ class ApiKeysDialog(QDialog):
         self.venue = QComboBox()
         for key, title in EXCHANGES.items():
             self.venue.addItem(title, key)
+        self.venue.insertSeparator(self.venue.count())
+        for key, title in SINGLE.items():
+            self.venue.addItem(title, key)
         self.venue.currentIndexChanged.connect(lambda _i: asyncio.ensure_future(self._show_stored()))
         self.stored = QLabel("")
         self.api_key = QLineEdit()
@@ -107,11 +117,13 @@ class ApiKeysDialog(QDialog):
         self.message = QLabel("")
         self.message.setWordWrap(True)
         form = QFormLayout(self.form)
-        form.addRow("Exchange", self.venue)
+        form.addRow("For", self.venue)
         form.addRow("Stored", self.stored)
-        form.addRow("API key", self.api_key)
+        self.key_row = QLabel("API key")
+        form.addRow(self.key_row, self.api_key)
         form.addRow("", self.key_error)
-        form.addRow("Secret", self.secret)
+        self.secret_row = QLabel("Secret")
+        form.addRow(self.secret_row, self.secret)
         form.addRow("", self.secret_error)
         self.passphrase_row = QLabel("Passphrase")
         form.addRow(self.passphrase_row, self.passphrase)
@@ -188,23 +200,48 @@ class ApiKeysDialog(QDialog):
 
     # -- the keys -------------------------------------------------------------------------
 
+    @property
+    def single(self) -> bool:
+        """The chosen entry is one value (a provider key, a password), not a key and a secret."""
+        return self.venue.currentData() in SINGLE
+
     def _update_passphrase(self) -> None:
         needed = self.venue.currentData() in NEEDS_PASSPHRASE
         self.passphrase.setVisible(needed)
         self.passphrase_row.setVisible(needed)
+        single = self.single
+        self.secret.setVisible(not single)
+        self.secret_row.setVisible(not single)
+        self.secret_error.hide()
+        self.key_row.setText("Value" if single else "API key")
+        self.api_key.setEchoMode(QLineEdit.EchoMode.Password if single else QLineEdit.EchoMode.Normal)
+        self.api_key.setPlaceholderText(SINGLE.get(self.venue.currentData(), "API key") + (" (shown as dots)" if single else ""))
+        self.save_button.setText("Save" if single else "Save keys")
+        self.remove_button.setText("Remove" if single else "Remove keys")
 
     async def _show_stored(self) -> None:
         self._update_passphrase()
         store = self.runtime.secrets
         if store is None:
             return
-        creds = await store.get(self.venue.currentData())
+        name = self.venue.currentData()
+        if self.single:
+            value = await get_token(store, name)
+            # A provider key may show its ends (to tell keys apart); a password or webhook URL never does.
+            shown = mask(value, secret=not name.startswith("marketdata_")) if value else ""
+            self.stored.setText(f"{shown} (set)" if value else "not set")
+            self.remove_button.setEnabled(value is not None)
+            return
+        creds = await store.get(name)
         self.stored.setText(f"key {mask(creds.api_key)}, secret ••••" if creds else "no keys stored")
         self.remove_button.setEnabled(creds is not None)
 
     def _check(self) -> bool:
         ok = True
-        for field, label, what in ((self.api_key, self.key_error, "API key"), (self.secret, self.secret_error, "secret")):
+        pairs = [(self.api_key, self.key_error, "value" if self.single else "API key")]
+        if not self.single:
+            pairs.append((self.secret, self.secret_error, "secret"))
+        for field, label, what in pairs:
             text = field.text().strip()
             problem = ""
             if not text:
@@ -222,13 +259,19 @@ class ApiKeysDialog(QDialog):
             return
         venue = self.venue.currentData()
         try:
-            await store.set(venue, ApiCredentials(self.api_key.text(), self.secret.text(), self.passphrase.text()))
+            if self.single:
+                await set_token(store, venue, self.api_key.text().strip())
+            else:
+                await store.set(venue, ApiCredentials(self.api_key.text(), self.secret.text(), self.passphrase.text()))
         except SecretStoreError as exc:
             self.message.setText(str(exc))  # what was typed stays in the fields
             return
         for field in (self.api_key, self.secret, self.passphrase):
             field.clear()
-        self.message.setText(f"Keys for {EXCHANGES[venue]} saved. They are used the next time {EXCHANGES[venue]} connects.")
+        if self.single:
+            self.message.setText(f"{SINGLE[venue]} saved. It is used from the next start of the terminal.")
+        else:
+            self.message.setText(f"Keys for {EXCHANGES[venue]} saved. They are used the next time {EXCHANGES[venue]} connects.")
         await self._show_stored()
 
     async def remove(self) -> None:
@@ -241,5 +284,5 @@ class ApiKeysDialog(QDialog):
         except SecretStoreError as exc:
             self.message.setText(str(exc))
             return
-        self.message.setText(f"Keys for {EXCHANGES[venue]} removed.")
+        self.message.setText(f"{SINGLE[venue]} removed." if venue in SINGLE else f"Keys for {EXCHANGES[venue]} removed.")
         await self._show_stored()

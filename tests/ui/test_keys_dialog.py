@@ -73,3 +73,29 @@ def test_without_a_secure_keyring_the_user_chooses_and_a_vault_is_encrypted(open
     raw = vault_path(window.runtime.paths.data_dir).read_bytes()
     assert SECRET.encode() not in raw and KEY.encode() not in raw
     dialog.close()
+
+
+def test_a_provider_key_and_the_smtp_password_are_single_values_in_the_same_store(open_window, qtbot) -> None:
+    from app.secrets import get_token
+
+    window = open_window()
+    store = MemorySecretStore()
+    window.runtime.secrets = store
+    dialog = window.open_keys_dialog()
+    qtbot.waitUntil(dialog.ready.done)
+    dialog.venue.setCurrentIndex(dialog.venue.findData("marketdata_polygon"))
+    qtbot.waitUntil(lambda: dialog.stored.text() == "not set")
+    assert not dialog.secret.isVisible() and dialog.save_button.text() == "Save"
+    dialog.api_key.setText(KEY)
+    qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "Polygon API key saved" in dialog.message.text())
+    assert run(qtbot, get_token(store, "marketdata_polygon")) == KEY
+    assert dialog.stored.text() == "AbCd…6789 (set)"
+
+    dialog.venue.setCurrentIndex(dialog.venue.findData("notify_smtp"))
+    qtbot.waitUntil(lambda: dialog.stored.text() == "not set")
+    dialog.api_key.setText(SECRET)
+    qtbot.mouseClick(dialog.save_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "SMTP password saved" in dialog.message.text())
+    assert dialog.stored.text() == "•••• (set)"  # a password never shows its ends
+    assert run(qtbot, get_token(store, "notify_smtp")) == SECRET
