@@ -26,3 +26,15 @@ def compact(value: Decimal | float | None) -> str:
         if abs(v) >= limit:
             return f"{v / limit:.2f}{suffix}"
     return f"{v:.2f}"
+
+
+def age(seconds: float) -> str:
+    """How old a price is, in the largest whole unit: 42s, 5m, 3h, 2d."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h"
+    return f"{s // 86400}d"

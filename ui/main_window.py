@@ -16,6 +16,7 @@ from app.domain import OrderStatus, Side
 from app.runtime import TOPIC_NOTICE, Runtime
 from ui.chart import ChartWidget
 from ui.compare import ComparePanel
+from ui.sources import SourcesPanel
 from ui.health import HealthView
 from ui.keys_dialog import ApiKeysDialog
 from ui.orders_view import BalancesPanel, FillsPanel, OrdersPanel
@@ -26,7 +27,7 @@ from ui.watchlist import WatchlistModel, WatchlistView
 log = logging.getLogger(__name__)
 
 # Bump when docks are added or renamed, so an old saved layout is not applied to a new set of docks.
-LAYOUT_VERSION = 4
+LAYOUT_VERSION = 5
 KEY_GEOMETRY = "window.geometry"
 KEY_STATE = "window.state"
 KEY_SYMBOL = "chart.symbol"
@@ -93,6 +94,8 @@ class MainWindow(QMainWindow):
 
         self.compare = ComparePanel(runtime)
         self.compare_dock = self._dock("Compare venues", "dock.compare", self.compare, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.sources = SourcesPanel(runtime)
+        self.sources_dock = self._dock("Sources", "dock.sources", self.sources, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.health = HealthView(runtime.healths)
         self.health_dock = self._dock("Connection health", "dock.health", self.health, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.orders_panel = OrdersPanel(runtime)
@@ -101,7 +104,7 @@ class MainWindow(QMainWindow):
         self.fills_dock = self._dock("Trades", "dock.fills", self.fills, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.balances = BalancesPanel(runtime)
         self.balances_dock = self._dock("Balances", "dock.balances", self.balances, Qt.DockWidgetArea.BottomDockWidgetArea)
-        for dock in (self.fills_dock, self.balances_dock, self.compare_dock, self.health_dock):
+        for dock in (self.fills_dock, self.balances_dock, self.compare_dock, self.sources_dock, self.health_dock):
             self.tabifyDockWidget(self.orders_dock, dock)
         self.orders_dock.raise_()
         self.ticket = OrderTicket(runtime)
@@ -128,7 +131,7 @@ class MainWindow(QMainWindow):
 
     def docks(self) -> tuple[QDockWidget, ...]:
         return (self.watchlist_dock, self.ticket_dock, self.orders_dock, self.fills_dock, self.balances_dock,
-                self.compare_dock, self.health_dock)
+                self.compare_dock, self.sources_dock, self.health_dock)
 
     def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -215,8 +218,12 @@ class MainWindow(QMainWindow):
         for message in self.runtime.notices[len(self.notice.messages):]:
             self.notice.add(message)
         self.watchlist_model.set_symbols(self.runtime.watchlist, self.runtime.markets)
-        symbol = self._start_symbol if self._start_symbol in self.runtime.markets else self.runtime.watchlist[0]
+        symbol = self._start_symbol if self._start_symbol in self.runtime.watchlist else self.runtime.watchlist[0]
         self.show_symbol(symbol)
+        if not self.ticket.symbol:  # the first row was a stock: the ticket opens on the first tradable one
+            tradable = [s for s in self.runtime.watchlist if s in self.runtime.markets]
+            if tradable:
+                self.ticket.set_symbol(tradable[0])
 
     def refresh_chart_marks(self) -> None:
         """Open orders and this session's fills of the charted symbol, drawn on the chart."""
@@ -241,15 +248,19 @@ class MainWindow(QMainWindow):
 
     def _price_chosen(self, symbol: str, price) -> None:  # noqa: ANN001
         self.show_symbol(symbol)
-        self.ticket.set_price(price)
+        if symbol in self.runtime.markets:  # a stock priced by a provider cannot be traded on this venue
+            self.ticket.set_price(price)
 
     def show_symbol(self, symbol: str) -> None:
         market = self.runtime.markets.get(symbol)
-        decimals = market.price_decimals if market else 2
+        ticker = self.runtime.state.tickers.get(symbol)
+        decimals = market.price_decimals if market else self.watchlist_model._decimals(symbol, ticker) if ticker else 2
         self.watchlist.select_symbol(symbol)
         self.chart.set_symbol(symbol, decimals)
         self.compare.set_symbol(symbol, decimals)
-        self.ticket.set_symbol(symbol)
+        self.sources.set_symbol(symbol, decimals)
+        if market is not None:  # the ticket keeps the last tradable symbol; AAPL is only watched here
+            self.ticket.set_symbol(symbol)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt API)
         if not self._saved:
@@ -260,6 +271,7 @@ class MainWindow(QMainWindow):
             self._saved = True
         self.chart.shutdown()
         self.compare.shutdown()
+        self.sources.shutdown()
         self.ticket.shutdown()
         self.balances.shutdown()
         self.fills.shutdown()

@@ -15,14 +15,18 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
 
 from app.domain import Market, Ticker
-from app.market.state import MarketState
+from app.market.state import AltPrice, MarketState
+from app.venues.factory import TITLES as VENUE_TITLES
 from ui import format as fmt
 from ui import theme
 
-COLUMNS = ("Symbol", "Last", "24h %", "Bid", "Ask", "24h Vol")
+COLUMNS = ("Symbol", "Last", "24h %", "Bid", "Ask", "24h Vol", "Mkt cap", "Source")
+SOURCE_COL = COLUMNS.index("Source")
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 SYMBOL_ROLE = Qt.ItemDataRole.UserRole + 2
 FLASH_SECONDS = 0.6
+PROVIDER_TITLES = {"coinmarketcap": "CoinMarketCap", "yahoo": "Yahoo Finance", "alphavantage": "Alpha Vantage",
+                   "polygon": "Polygon"}
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -64,13 +68,18 @@ class WatchlistModel(QAbstractTableModel):
         col = index.column()
         if role == SYMBOL_ROLE:
             return symbol
-        t: Ticker | None = self.state.tickers.get(symbol)
+        t, alt = self.state.shown(symbol)
+        meta = self.state.meta.get(symbol)
         if role == Qt.ItemDataRole.DisplayRole:
             if col == 0:
                 return symbol
+            if col == 6:
+                return self._market_cap(meta)
+            if col == SOURCE_COL:
+                return self._source(symbol, t, alt)
             if t is None:
                 return "—"
-            d = self.markets[symbol].price_decimals if symbol in self.markets else 2
+            d = self._decimals(symbol, t)
             return (
                 None,
                 fmt.price(t.last, d),
@@ -80,12 +89,19 @@ class WatchlistModel(QAbstractTableModel):
                 fmt.compact(t.quote_volume_24h),
             )[col]
         if role == SORT_ROLE:
-            if col == 0 or t is None:
-                return symbol
+            if col == 6:
+                cap = getattr(meta, "market_cap", None)
+                return float(cap) if cap is not None else float("-inf")
+            if col in (0, SOURCE_COL) or t is None:
+                return symbol if col != SOURCE_COL else self._source(symbol, t, alt)
             value = (None, t.last, t.change_pct_24h, t.bid, t.ask, t.quote_volume_24h)[col]
             return float(value) if value is not None else float("-inf")
         if role == Qt.ItemDataRole.TextAlignmentRole and col:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.ForegroundRole and col == SOURCE_COL and alt is not None:
+            return QColor(theme.WARN)  # a stand-in price, not the venue's own
+        if role == Qt.ItemDataRole.ToolTipRole and col == SOURCE_COL:
+            return self._source_tip(symbol, t, alt)
         if role == Qt.ItemDataRole.ForegroundRole and t is not None:
             if col == 2 and t.change_pct_24h is not None:
                 return QColor(theme.UP if t.change_pct_24h >= 0 else theme.DOWN)
@@ -93,9 +109,52 @@ class WatchlistModel(QAbstractTableModel):
                 flash = self._flash.get(symbol)
                 if flash and flash[0] > time.monotonic():
                     return QColor(theme.UP if flash[1] else theme.DOWN)
-        if role == Qt.ItemDataRole.ToolTipRole and t is not None and col == 5:
+        if role == Qt.ItemDataRole.ToolTipRole and t is not None and col == 5 and "/" in symbol:
             return f"24h volume: {fmt.compact(t.base_volume_24h)} {symbol.split('/')[0]} / {fmt.compact(t.quote_volume_24h)} {symbol.split('/')[1]}"
         return None
+
+    def _decimals(self, symbol: str, t: Ticker) -> int:
+        if symbol in self.markets:
+            return self.markets[symbol].price_decimals
+        exponent = t.last.as_tuple().exponent  # a provider's own precision (EUR/USD has 5 places)
+        return min(8, max(2, -exponent)) if isinstance(exponent, int) else 2
+
+    @staticmethod
+    def _market_cap(meta: object) -> str:
+        cap, rank = getattr(meta, "market_cap", None), getattr(meta, "rank", None)
+        if cap is None:
+            return ""
+        return f"{fmt.compact(cap)} (#{rank})" if rank else fmt.compact(cap)
+
+    def _age(self, symbol: str, alt: AltPrice | None) -> float:
+        arrived = alt.fetched_at if alt is not None else self.state.arrived.get(symbol, 0.0)
+        return max(0.0, time.time() - arrived)
+
+    def _source(self, symbol: str, t: Ticker | None, alt: AltPrice | None) -> str:
+        if t is None:
+            return ""
+        if alt is not None:
+            return f"≈ {alt.title} · {fmt.age(self._age(symbol, alt))}"
+        if symbol in self.state.provider_symbols:
+            return f"{PROVIDER_TITLES.get(t.venue, t.venue)} · {fmt.age(self._age(symbol, None))}"
+        return VENUE_TITLES.get(t.venue, t.venue)
+
+    def _source_tip(self, symbol: str, t: Ticker | None, alt: AltPrice | None) -> str | None:
+        if alt is not None:
+            return (f"The venue's stream is not live, so this is {alt.title}'s {alt.ticker.symbol} price from "
+                    f"{fmt.age(self._age(symbol, alt))} ago, shown until the venue's own prices return. "
+                    "Orders still use the venue's prices.")
+        if t is not None and symbol in self.state.provider_symbols:
+            return (f"No connected exchange lists {symbol}: this price comes from "
+                    f"{PROVIDER_TITLES.get(t.venue, t.venue)}, fetched {fmt.age(self._age(symbol, None))} ago.")
+        return None
+
+    def tick_ages(self) -> None:
+        """Ages move with the clock, not with prices: repaint the source column of rows that show one."""
+        for row, symbol in enumerate(self.symbols):
+            if symbol in self.state.provider_symbols or symbol in self.state.alt:
+                index = self.index(row, SOURCE_COL)
+                self.dataChanged.emit(index, index)
 
     def refresh(self) -> int:
         """Signal the rows whose ticker changed since the last call; returns how many."""
@@ -118,7 +177,7 @@ class WatchlistModel(QAbstractTableModel):
                         self._flash[symbol] = (now + FLASH_SECONDS, t.last > prev)
                     self._prev_last[symbol] = t.last
                 self._seen[symbol] = seq
-            self.dataChanged.emit(self.index(row, 1), self.index(row, last_col))
+            self.dataChanged.emit(self.index(row, 1), self.index(row, last_col))  # prices, cap and source
             changed += 1
         return changed
 
@@ -154,6 +213,10 @@ class WatchlistView(QTableView):
         self.timer.setInterval(max(16, int(1000 / max(1, min(60, refresh_hz)))))
         self.timer.timeout.connect(model.refresh)
         self.timer.start()
+        self.age_timer = QTimer(self)
+        self.age_timer.setInterval(1000)
+        self.age_timer.timeout.connect(model.tick_ages)
+        self.age_timer.start()
 
     def _activate(self, index: QModelIndex) -> None:
         symbol = self.proxy.data(index, SYMBOL_ROLE)
