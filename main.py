@@ -3,6 +3,8 @@
     python main.py                          open the terminal (simulated market by default)
     python main.py --smoke-test --screenshot out.png
     python main.py watch BTC/USDT --count 5 live tickers as JSON lines
+    python main.py --headless               streams, alerts and notifications with no window
+    python main.py relay --port 8765        the billing relay service
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="open the window, run the live market for a few seconds, check it painted, then exit")
     parser.add_argument("--smoke-seconds", type=float, default=4.0, metavar="S", help="how long the smoke test runs")
     parser.add_argument("--screenshot", type=Path, metavar="FILE", help="with --smoke-test: save a PNG of the window")
+    parser.add_argument("--headless", action="store_true",
+                        help="run streams, alerts and notifications with no window (stop with Ctrl+C or SIGTERM)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     watch = commands.add_parser("watch", parents=[_common_options(True)], help="print live tickers as JSON lines (no window)")
     watch.add_argument("symbol", metavar="SYMBOL", help="unified symbol, e.g. BTC/USDT")
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         runtime = Runtime(loaded.settings, paths, venue_name=args.venue, paper=True if args.paper else None)
     except VenueError as exc:
         print(exc, file=sys.stderr)
-        if args.command is None and not args.smoke_test:
+        if args.command is None and not args.smoke_test and not args.headless:
             from ui.app import show_startup_error
 
             show_startup_error(str(exc))  # someone who started the window should see why it did not open
@@ -99,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             return 130
         return 0
+
+    if args.headless:
+        from app.headless import run_headless
+
+        return run_headless(runtime)
 
     from ui.app import SmokeTest, run_window
 

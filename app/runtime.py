@@ -115,6 +115,9 @@ class Runtime:
         self.feed: MarketFeed | None = None
         self.aggregator: Any = None  # app.market.aggregator.Aggregator once started
         self.provider_feed: Any = None  # app.market.provider_feed.ProviderFeed when it has work
+        self.notifier: Any = None  # app.notify.NotificationService once alerts started
+        self.alerts: Any = None  # app.alerts.AlertEngine once alerts started
+        self.plan: str = "free"  # "pro" once billing says so; gates SMS and more than 20 alerts
         self._chart_loads: dict[tuple[str, str], asyncio.Future[CandleSeries]] = {}
         self._started = False
         self._stopped = False
@@ -342,6 +345,31 @@ class Runtime:
         task.add_done_callback(lambda t: t.cancelled() or t.exception() is None
                                or log.error("provider prices did not start: %s", t.exception()))
 
+    async def secret(self, name: str) -> str | None:
+        """A single-value secret for the notification channels (read at each send, never kept)."""
+        return await self._token(name)
+
+    async def start_alerts(self, *, channels: Sequence[str] = ("desktop", "email", "discord", "sms"),
+                           on_click: Any = None, fallback: Any = None, **notify_options: Any) -> None:
+        """The notification service (with its outbox) and the alert engine. The window passes the desktop
+        channel's click handler and the tray's balloon as its fallback; headless mode leaves the desktop out."""
+        from app.alerts import AlertEngine, AlertRepo, Firing
+        from app.notify import create_notification_service
+
+        assert self.store is not None, "alerts need the data file: call open_store() first"
+        self.notifier = create_notification_service(
+            self.store, self.settings.notify, self.secret, bus=self.bus, channels=channels,
+            sms_allowed=lambda: self.plan == "pro", on_click=on_click, fallback=fallback, **notify_options,
+        )
+        await self.notifier.start()
+
+        async def send(firing: Firing) -> None:
+            await self.notifier.notify(firing.kind, firing.data, firing.alert.channels, message_id=firing.message_id)
+
+        self.alerts = AlertEngine(self.bus, AlertRepo(self.store), send=send, pro=lambda: self.plan == "pro",
+                                  known_symbols=lambda: set(self.watchlist))
+        await self.alerts.start()
+
     async def sources(self, symbol: str) -> list[Any]:
         """Every exchange's and provider's price for `symbol` (the sources view)."""
         from app.market.sources import gather_sources
@@ -409,6 +437,12 @@ class Runtime:
             await self.orders.close()
         if self._orders_task is not None and not self._orders_task.done():
             self._orders_task.cancel()
+        if self.alerts is not None:
+            await self.alerts.stop()
+        if self.notifier is not None:
+            result = await self.notifier.flush(timeout=5.0)  # what is due goes out before the store closes
+            log.info("notifications at shutdown: %s", result.sentence())
+            await self.notifier.stop()
         if self.feed is not None:
             await self.feed.stop()
         if self.provider_feed is not None:
