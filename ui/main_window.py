@@ -16,7 +16,9 @@ from app.domain import OrderStatus, Side
 from app.runtime import TOPIC_NOTICE, Runtime
 from ui.chart import ChartWidget
 from ui.compare import ComparePanel
+from ui.outbox_view import OutboxPanel
 from ui.sources import SourcesPanel
+from ui.tray import Tray, app_icon
 from ui.health import HealthView
 from ui.keys_dialog import ApiKeysDialog
 from ui.orders_view import BalancesPanel, FillsPanel, OrdersPanel
@@ -27,7 +29,7 @@ from ui.watchlist import WatchlistModel, WatchlistView
 log = logging.getLogger(__name__)
 
 # Bump when docks are added or renamed, so an old saved layout is not applied to a new set of docks.
-LAYOUT_VERSION = 5
+LAYOUT_VERSION = 6
 KEY_GEOMETRY = "window.geometry"
 KEY_STATE = "window.state"
 KEY_SYMBOL = "chart.symbol"
@@ -96,6 +98,9 @@ class MainWindow(QMainWindow):
         self.compare_dock = self._dock("Compare venues", "dock.compare", self.compare, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.sources = SourcesPanel(runtime)
         self.sources_dock = self._dock("Sources", "dock.sources", self.sources, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.outbox = OutboxPanel(runtime)
+        self.outbox_dock = self._dock("Undelivered notifications", "dock.outbox", self.outbox,
+                                      Qt.DockWidgetArea.BottomDockWidgetArea)
         self.health = HealthView(runtime.healths)
         self.health_dock = self._dock("Connection health", "dock.health", self.health, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.orders_panel = OrdersPanel(runtime)
@@ -104,7 +109,8 @@ class MainWindow(QMainWindow):
         self.fills_dock = self._dock("Trades", "dock.fills", self.fills, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.balances = BalancesPanel(runtime)
         self.balances_dock = self._dock("Balances", "dock.balances", self.balances, Qt.DockWidgetArea.BottomDockWidgetArea)
-        for dock in (self.fills_dock, self.balances_dock, self.compare_dock, self.sources_dock, self.health_dock):
+        for dock in (self.fills_dock, self.balances_dock, self.compare_dock, self.sources_dock, self.outbox_dock,
+                     self.health_dock):
             self.tabifyDockWidget(self.orders_dock, dock)
         self.orders_dock.raise_()
         self.ticket = OrderTicket(runtime)
@@ -125,13 +131,18 @@ class MainWindow(QMainWindow):
                                       paper=bool(getattr(runtime.venue, "paper", False)))
         self.setStatusBar(self.status)
         self._build_menus()
+        self.setWindowIcon(app_icon())
+        self.tray = Tray(self, self._tray_status, self)
+        self.tray.quitRequested.connect(self.quit)
+        self._quitting = False
+        self._told_about_tray = False
         self._default_state = self.saveState(LAYOUT_VERSION)
         self._saved = False
         self._start_symbol = ""
 
     def docks(self) -> tuple[QDockWidget, ...]:
         return (self.watchlist_dock, self.ticket_dock, self.orders_dock, self.fills_dock, self.balances_dock,
-                self.compare_dock, self.sources_dock, self.health_dock)
+                self.compare_dock, self.sources_dock, self.outbox_dock, self.health_dock)
 
     def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -199,6 +210,47 @@ class MainWindow(QMainWindow):
         for dock in self.docks():
             dock.show()
 
+    # -- tray and notifications ---------------------------------------------------------
+
+    def _tray_status(self) -> str:
+        rt = self.runtime
+        venue = getattr(rt.venue, "title", rt.venue.name)
+        state = rt.state.connection.state.value
+        alerts = sum(1 for a in rt.alerts.alerts if a.active) if rt.alerts is not None else 0
+        return f"{venue} · {state} · {alerts} active alert(s)"
+
+    def _balloon(self, title: str, text: str) -> None:
+        """The desktop channel's fallback when no notification server answers."""
+        self.tray.show_message(title, text)
+
+    def notification_clicked(self, target) -> None:  # noqa: ANN001 - app.notify.Target | None
+        """A click on a notification: the window comes up at what it was about."""
+        self.tray.bring_up()
+        if target is None:
+            return
+        if target.symbol and target.symbol in self.runtime.watchlist:
+            self.show_symbol(target.symbol)
+        if target.kind == "order":
+            self.orders_dock.show()
+            self.orders_dock.raise_()
+
+    def quit(self) -> None:
+        """Quit for real (the tray's Quit), even when closing would only hide the window."""
+        self._quitting = True
+        self.tray.bring_up()
+        self.close()
+
+    async def _start_alerts(self) -> None:
+        if self.runtime.store is None:
+            return
+        try:
+            await self.runtime.start_alerts(on_click=self.notification_clicked, fallback=self._balloon)
+        except Exception as exc:  # the market still works; the user learns why alerts do not
+            log.exception("alerts could not start")
+            self.notice.add(f"Alerts and notifications could not start: {exc}")
+            return
+        self.outbox.attach()
+
     # -- running ----------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -217,6 +269,7 @@ class MainWindow(QMainWindow):
             raise
         for message in self.runtime.notices[len(self.notice.messages):]:
             self.notice.add(message)
+        await self._start_alerts()
         self.watchlist_model.set_symbols(self.runtime.watchlist, self.runtime.markets)
         symbol = self._start_symbol if self._start_symbol in self.runtime.watchlist else self.runtime.watchlist[0]
         self.show_symbol(symbol)
@@ -263,6 +316,14 @@ class MainWindow(QMainWindow):
             self.ticket.set_symbol(symbol)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt API)
+        if (not self._quitting and self.runtime.settings.notify.desktop.minimise_to_tray and self.tray.available):
+            event.ignore()  # alerts keep running; the tray brings the window back
+            self.hide()
+            if not self._told_about_tray:
+                self._told_about_tray = True
+                self.tray.show_message("Meridian is still running",
+                                       "Alerts stay on. Use the tray icon to show the window or quit.")
+            return
         if not self._saved:
             try:
                 self.save_layout()
@@ -272,6 +333,8 @@ class MainWindow(QMainWindow):
         self.chart.shutdown()
         self.compare.shutdown()
         self.sources.shutdown()
+        self.outbox.shutdown()
+        self.tray.hide()
         self.ticket.shutdown()
         self.balances.shutdown()
         self.fills.shutdown()
