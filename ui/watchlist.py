@@ -216,7 +216,16 @@ class WatchlistView(QTableView):
         self.age_timer = QTimer(self)
         self.age_timer.setInterval(1000)
         self.age_timer.timeout.connect(model.tick_ages)
+        self.age_timer.timeout.connect(self.fit_columns)
         self.age_timer.start()
+        self.fit_columns()
+
+    def fit_columns(self) -> None:
+        """Market cap and source take room only when there is something to show: a crypto-only watchlist
+        on a live venue needs neither, and the dock stays narrow enough for prices."""
+        state = self.source.state
+        self.setColumnHidden(COLUMNS.index("Mkt cap"), not state.meta)
+        self.setColumnHidden(SOURCE_COL, not (state.provider_symbols or state.alt))
 
     def _activate(self, index: QModelIndex) -> None:
         symbol = self.proxy.data(index, SYMBOL_ROLE)

@@ -42,6 +42,8 @@ def test_watchlist_rows_priced_by_a_provider_show_where_from_and_how_old(open_wi
     assert model.symbols == ["BTC/USDT", "AAPL", "EUR/USD"]
     qtbot.waitUntil(lambda: cell(model, "AAPL", "Last") not in ("—", None), timeout=10_000)
     assert cell(model, "AAPL", "Source").startswith("Yahoo Finance · ")
+    qtbot.waitUntil(lambda: not window.watchlist.isColumnHidden(COLUMNS.index("Source")), timeout=3_000)
+    assert window.watchlist.isColumnHidden(COLUMNS.index("Mkt cap"))  # no CoinMarketCap key: nothing to show
     assert cell(model, "BTC/USDT", "Source") == "Simulated market"
     eur = cell(model, "EUR/USD", "Last")
     assert eur != "—" and len(eur.split(".")[1]) >= 4  # forex keeps the provider's precision

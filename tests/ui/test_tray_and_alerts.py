@@ -40,6 +40,11 @@ def smtp() -> Any:
 
 def test_tray_menu_shows_status_toggles_the_window_and_quits(open_window, qtbot) -> None:
     window = open_window()
+    from ui.watchlist import COLUMNS
+
+    # A crypto-only watchlist on a live venue: no source or market cap column taking room from prices.
+    assert window.watchlist.isColumnHidden(COLUMNS.index("Source"))
+    assert window.watchlist.isColumnHidden(COLUMNS.index("Mkt cap"))
     tray = window.tray
     tray.menu.aboutToShow.emit()
     assert tray.status_action.text().startswith("Simulated market · ")
