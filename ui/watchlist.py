@@ -224,7 +224,8 @@ class WatchlistView(QTableView):
         """Market cap and source take room only when there is something to show: a crypto-only watchlist
         on a live venue needs neither, and the dock stays narrow enough for prices."""
         state = self.source.state
-        self.setColumnHidden(COLUMNS.index("Mkt cap"), not state.meta)
+        self.setColumnHidden(COLUMNS.index("Mkt cap"),
+                             not any(getattr(m, "market_cap", None) for m in state.meta.values()))
         self.setColumnHidden(SOURCE_COL, not (state.provider_symbols or state.alt))
 
     def _activate(self, index: QModelIndex) -> None:
