@@ -106,3 +106,26 @@ async def test_sources_rows_compare_the_venue_and_the_providers_against_the_medi
         assert [r.source for r in rows] == ["yahoo"] and rows[0].ticker is None and "Yahoo" in rows[0].error
     finally:
         await rt.stop()
+
+
+async def test_with_a_coinmarketcap_key_crypto_rows_gain_market_cap_and_rank(tmp_path: Path) -> None:
+    from app.secrets import MemorySecretStore, set_token
+    from tests.servers.providers import API_KEY, CoinMarketCapServer
+
+    async with CoinMarketCapServer() as cmc:
+        off = ProviderSettings(enabled=False)
+        s = Settings(watchlist=WatchlistSettings(symbols=("BTC/USDT", "ETH/USDT")),
+                     sim=SimSettings(seed=5, tick_interval_ms=50, history_days=1),
+                     marketdata=MarketDataSettings(coinmarketcap=ProviderSettings(priority=10, base_url=cmc.url),
+                                                   polygon=off, alphavantage=off, yahoo=off))
+        rt = Runtime(s, resolve_paths(tmp_path / "s.toml", tmp_path / "data"))
+        rt.secrets = MemorySecretStore()
+        await set_token(rt.secrets, "marketdata_coinmarketcap", API_KEY)
+        await rt.start()
+        try:
+            await wait_for(lambda: "BTC/USDT" in rt.state.meta)
+            info = rt.state.meta["BTC/USDT"]
+            assert info.rank == 1 and info.market_cap > 0 and info.name == "Bitcoin"
+            assert all(r.headers.get("x-cmc_pro_api_key") == API_KEY for r in cmc.requests)
+        finally:
+            await rt.stop()
