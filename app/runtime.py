@@ -349,11 +349,42 @@ class Runtime:
         """A single-value secret for the notification channels (read at each send, never kept)."""
         return await self._token(name)
 
+    def alert_engine(self) -> Any:
+        """The alert engine, built on first use (the window's alerts dock needs it before the market
+        starts); it evaluates nothing until `start_alerts()` starts it."""
+        if self.alerts is None:
+            from app.alerts import AlertEngine, AlertRepo, Firing
+
+            async def send(firing: Firing) -> None:
+                if self.notifier is not None:
+                    await self.notifier.notify(firing.kind, firing.data, firing.alert.channels,
+                                               message_id=firing.message_id)
+
+            repo = AlertRepo(self.store) if self.store is not None else None
+            self.alerts = AlertEngine(self.bus, repo, send=send, pro=lambda: self.plan == "pro",
+                                      known_symbols=lambda: set(self.watchlist))
+        return self.alerts
+
+    def channels_ready(self) -> dict[str, str]:
+        """Channels that are not set up, each with the sentence saying how to set it up (cheap: no keyring)."""
+        n = self.settings.notify
+        out: dict[str, str] = {}
+        if not n.desktop.enabled:
+            out["desktop"] = "Desktop notifications are off: set [notify.desktop] enabled = true."
+        if not n.email.host or not n.email.recipients or not n.email.sender:
+            out["email"] = ("Email is not set up: fill in [notify.email] host, sender and recipients in the settings "
+                            "file; messages wait in the outbox until then.")
+        if not n.discord.enabled:
+            out["discord"] = ("Discord is off: set [notify.discord] enabled = true and paste the webhook URL in "
+                              "Settings → API keys.")
+        if not n.sms.enabled:
+            out["sms"] = "SMS is off: set up [notify.sms] (Twilio) in the settings file; it needs the Pro plan."
+        return out
+
     async def start_alerts(self, *, channels: Sequence[str] = ("desktop", "email", "discord", "sms"),
                            on_click: Any = None, fallback: Any = None, **notify_options: Any) -> None:
         """The notification service (with its outbox) and the alert engine. The window passes the desktop
         channel's click handler and the tray's balloon as its fallback; headless mode leaves the desktop out."""
-        from app.alerts import AlertEngine, AlertRepo, Firing
         from app.notify import create_notification_service
 
         assert self.store is not None, "alerts need the data file: call open_store() first"
@@ -362,13 +393,7 @@ class Runtime:
             sms_allowed=lambda: self.plan == "pro", on_click=on_click, fallback=fallback, **notify_options,
         )
         await self.notifier.start()
-
-        async def send(firing: Firing) -> None:
-            await self.notifier.notify(firing.kind, firing.data, firing.alert.channels, message_id=firing.message_id)
-
-        self.alerts = AlertEngine(self.bus, AlertRepo(self.store), send=send, pro=lambda: self.plan == "pro",
-                                  known_symbols=lambda: set(self.watchlist))
-        await self.alerts.start()
+        await self.alert_engine().start()
 
     async def sources(self, symbol: str) -> list[Any]:
         """Every exchange's and provider's price for `symbol` (the sources view)."""

@@ -16,6 +16,8 @@ from app.domain import OrderStatus, Side
 from app.runtime import TOPIC_NOTICE, Runtime
 from ui.chart import ChartWidget
 from ui.compare import ComparePanel
+from ui.alerts_view import AlertsPanel
+from ui.chart_alerts import ChartAlerts
 from ui.outbox_view import OutboxPanel
 from ui.sources import SourcesPanel
 from ui.tray import Tray, app_icon
@@ -29,7 +31,7 @@ from ui.watchlist import WatchlistModel, WatchlistView
 log = logging.getLogger(__name__)
 
 # Bump when docks are added or renamed, so an old saved layout is not applied to a new set of docks.
-LAYOUT_VERSION = 6
+LAYOUT_VERSION = 7
 KEY_GEOMETRY = "window.geometry"
 KEY_STATE = "window.state"
 KEY_SYMBOL = "chart.symbol"
@@ -98,6 +100,14 @@ class MainWindow(QMainWindow):
         self.compare_dock = self._dock("Compare venues", "dock.compare", self.compare, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.sources = SourcesPanel(runtime)
         self.sources_dock = self._dock("Sources", "dock.sources", self.sources, Qt.DockWidgetArea.BottomDockWidgetArea)
+        engine = runtime.alert_engine()
+        self.alerts_panel = AlertsPanel(engine, lambda: list(runtime.watchlist), runtime.channels_ready)
+        self.alerts_dock = self._dock("Alerts", "dock.alerts", self.alerts_panel, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.chart_alerts = ChartAlerts(self.chart, engine)
+        self.chart_alerts.alertRequested.connect(self.alerts_panel.create)
+        self.chart_alerts.formRequested.connect(self.open_alert_form)
+        self.chart_alerts.message.connect(self.notice.add)
+        self.watchlist.alertRequested.connect(self.open_alert_form)
         self.outbox = OutboxPanel(runtime)
         self.outbox_dock = self._dock("Undelivered notifications", "dock.outbox", self.outbox,
                                       Qt.DockWidgetArea.BottomDockWidgetArea)
@@ -109,8 +119,8 @@ class MainWindow(QMainWindow):
         self.fills_dock = self._dock("Trades", "dock.fills", self.fills, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.balances = BalancesPanel(runtime)
         self.balances_dock = self._dock("Balances", "dock.balances", self.balances, Qt.DockWidgetArea.BottomDockWidgetArea)
-        for dock in (self.fills_dock, self.balances_dock, self.compare_dock, self.sources_dock, self.outbox_dock,
-                     self.health_dock):
+        for dock in (self.fills_dock, self.balances_dock, self.alerts_dock, self.compare_dock, self.sources_dock,
+                     self.outbox_dock, self.health_dock):
             self.tabifyDockWidget(self.orders_dock, dock)
         self.orders_dock.raise_()
         self.ticket = OrderTicket(runtime)
@@ -142,7 +152,7 @@ class MainWindow(QMainWindow):
 
     def docks(self) -> tuple[QDockWidget, ...]:
         return (self.watchlist_dock, self.ticket_dock, self.orders_dock, self.fills_dock, self.balances_dock,
-                self.compare_dock, self.sources_dock, self.outbox_dock, self.health_dock)
+                self.alerts_dock, self.compare_dock, self.sources_dock, self.outbox_dock, self.health_dock)
 
     def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -234,6 +244,12 @@ class MainWindow(QMainWindow):
             self.orders_dock.show()
             self.orders_dock.raise_()
 
+    def open_alert_form(self, symbol: str, price, kind=None) -> None:  # noqa: ANN001 - Decimal | None, AlertKind
+        """The watchlist's "Alert at this price…" and the chart's "New alert at …": the form, filled in."""
+        self.alerts_dock.show()
+        self.alerts_dock.raise_()
+        self.alerts_panel.prefill(symbol, price, kind)
+
     def quit(self) -> None:
         """Quit for real (the tray's Quit), even when closing would only hide the window."""
         self._quitting = True
@@ -310,6 +326,7 @@ class MainWindow(QMainWindow):
         decimals = market.price_decimals if market else self.watchlist_model._decimals(symbol, ticker) if ticker else 2
         self.watchlist.select_symbol(symbol)
         self.chart.set_symbol(symbol, decimals)
+        self.chart_alerts.refresh()
         self.compare.set_symbol(symbol, decimals)
         self.sources.set_symbol(symbol, decimals)
         if market is not None:  # the ticket keeps the last tradable symbol; AAPL is only watched here
@@ -330,6 +347,8 @@ class MainWindow(QMainWindow):
             except Exception:  # a failing disk must not stop the window from closing
                 log.exception("could not save the window layout")
             self._saved = True
+        self.chart_alerts.shutdown()
+        self.alerts_panel.shutdown()
         self.chart.shutdown()
         self.compare.shutdown()
         self.sources.shutdown()

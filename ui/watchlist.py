@@ -12,8 +12,9 @@ from decimal import Decimal
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt, QTimer, Signal
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QMenu, QTableView, QWidget
 
+from app.alerts.model import AlertKind
 from app.domain import Market, Ticker
 from app.market.state import AltPrice, MarketState
 from app.venues.factory import TITLES as VENUE_TITLES
@@ -185,6 +186,7 @@ class WatchlistModel(QAbstractTableModel):
 class WatchlistView(QTableView):
     symbolActivated = Signal(str)
     priceChosen = Signal(str, object)  # a double-click on a last, bid or ask cell: (symbol, Decimal price)
+    alertRequested = Signal(str, object, object)  # the context menu: (symbol, Decimal price or None, AlertKind or None)
 
     def __init__(self, model: WatchlistModel, refresh_hz: int = 30, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -207,6 +209,8 @@ class WatchlistView(QTableView):
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(True)
         header.setHighlightSections(False)
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.customContextMenuRequested.connect(self._context_menu)
         self.clicked.connect(self._activate)
         self.doubleClicked.connect(self._choose_price)
         self.timer = QTimer(self)
@@ -242,6 +246,29 @@ class WatchlistView(QTableView):
         price = {"Last": ticker.last, "Bid": ticker.bid, "Ask": ticker.ask}[column]
         if price is not None:
             self.priceChosen.emit(symbol, price)
+
+    def menu_for(self, index: QModelIndex) -> QMenu | None:
+        """The row's menu: alerts at the row's current price (above and below) or with the form."""
+        symbol = self.proxy.data(index, SYMBOL_ROLE)
+        if not symbol:
+            return None
+        ticker, _alt = self.source.state.shown(symbol)
+        price = ticker.last if ticker is not None else None
+        menu = QMenu(self)
+        form = menu.addAction(f"Alert for {symbol}…")
+        form.triggered.connect(lambda: self.alertRequested.emit(symbol, price, None))
+        if price is not None:
+            text = fmt.price(price, self.source._decimals(symbol, ticker))
+            above = menu.addAction(f"Alert when {symbol} crosses above {text}…")
+            above.triggered.connect(lambda: self.alertRequested.emit(symbol, price, AlertKind.PRICE_ABOVE))
+            below = menu.addAction(f"Alert when {symbol} crosses below {text}…")
+            below.triggered.connect(lambda: self.alertRequested.emit(symbol, price, AlertKind.PRICE_BELOW))
+        return menu
+
+    def _context_menu(self, pos) -> None:  # noqa: ANN001 - QPoint
+        menu = self.menu_for(self.indexAt(pos))
+        if menu is not None:
+            menu.popup(self.viewport().mapToGlobal(pos))
 
     def select_symbol(self, symbol: str) -> None:
         for row in range(self.proxy.rowCount()):

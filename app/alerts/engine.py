@@ -84,7 +84,9 @@ class AlertEngine:
     # ---- life
 
     async def start(self) -> None:
-        if self.repo is not None:
+        if self.repo is not None:  # the file is the truth: a restarted engine reloads, never doubles
+            self._alerts.clear()
+            self._by_symbol.clear()
             for alert in await self.repo.all():
                 self._index(alert)
         for topic, handler in (("price.updated", self.on_price), ("market.trade", self.on_trade),

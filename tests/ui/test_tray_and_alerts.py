@@ -100,3 +100,19 @@ def test_a_price_move_sends_one_email_per_cooldown_and_lists_what_the_desktop_co
     outbox.table.selectRow(outbox.model.rows.index(row))
     outbox.discard_button.click()
     qtbot.waitUntil(lambda: not any(r.channel == "desktop" for r in outbox.model.rows), timeout=10_000)
+
+
+def test_watchlist_menu_and_chart_open_the_alert_form_at_the_price(open_window, qtbot) -> None:
+    from app.alerts import AlertKind
+
+    window = open_window()
+    view = window.watchlist
+    qtbot.waitUntil(lambda: window.runtime.state.tickers.get("BTC/USDT") is not None)
+    menu = view.menu_for(view.proxy.index(view.row_of("BTC/USDT"), 0))
+    texts = [a.text() for a in menu.actions()]
+    assert texts[0] == "Alert for BTC/USDT…" and texts[1].startswith("Alert when BTC/USDT crosses above ")
+    menu.actions()[2].trigger()  # below
+    assert window.alerts_dock.isVisible()
+    form = window.alerts_panel.form
+    assert form.kind.currentData() == AlertKind.PRICE_BELOW or form.kind.currentText() == AlertKind.PRICE_BELOW.label
+    assert form.price.text().replace(",", "") != ""
