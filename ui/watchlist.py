@@ -17,7 +17,6 @@ from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QMenu, QTableView,
 from app.alerts.model import AlertKind
 from app.domain import Market, Ticker
 from app.market.state import AltPrice, MarketState
-from app.venues.factory import TITLES as VENUE_TITLES
 from ui import format as fmt
 from ui import theme
 
@@ -99,8 +98,8 @@ class WatchlistModel(QAbstractTableModel):
             return float(value) if value is not None else float("-inf")
         if role == Qt.ItemDataRole.TextAlignmentRole and col:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        if role == Qt.ItemDataRole.ForegroundRole and col == SOURCE_COL and alt is not None:
-            return QColor(theme.WARN)  # a stand-in price, not the venue's own
+        if role == Qt.ItemDataRole.ForegroundRole and col == SOURCE_COL and (alt is not None or t is None):
+            return QColor(theme.WARN)  # a stand-in price, not the venue's own; or no price at all
         if role == Qt.ItemDataRole.ToolTipRole and col == SOURCE_COL:
             return self._source_tip(symbol, t, alt)
         if role == Qt.ItemDataRole.ForegroundRole and t is not None:
@@ -132,15 +131,18 @@ class WatchlistModel(QAbstractTableModel):
         return max(0.0, time.time() - arrived)
 
     def _source(self, symbol: str, t: Ticker | None, alt: AltPrice | None) -> str:
+        # Short names keep the dock narrow; the tooltip says it in full.
         if t is None:
-            return ""
+            return "no price" if symbol in self.state.unpriced else ""
         if alt is not None:
-            return f"≈ {alt.title} · {fmt.age(self._age(symbol, alt))}"
+            return f"≈ {alt.provider} · {fmt.age(self._age(symbol, alt))}"
         if symbol in self.state.provider_symbols:
-            return f"{PROVIDER_TITLES.get(t.venue, t.venue)} · {fmt.age(self._age(symbol, None))}"
-        return VENUE_TITLES.get(t.venue, t.venue)
+            return f"{t.venue} · {fmt.age(self._age(symbol, None))}"
+        return t.venue
 
     def _source_tip(self, symbol: str, t: Ticker | None, alt: AltPrice | None) -> str | None:
+        if t is None and symbol in self.state.unpriced:
+            return self.state.unpriced[symbol]
         if alt is not None:
             return (f"The venue's stream is not live, so this is {alt.title}'s {alt.ticker.symbol} price from "
                     f"{fmt.age(self._age(symbol, alt))} ago, shown until the venue's own prices return. "

@@ -96,7 +96,9 @@ class ProviderFeed:
             got = await self.aggregator.ticker(symbol)
         except NoSource as exc:
             self._say_once(symbol, str(exc))
+            self.state.unpriced[symbol] = str(exc)
             return
+        self.state.unpriced.pop(symbol, None)
         if self._published.get(symbol) == got.fetched_at:
             return  # the same cached answer: publishing it again would flash the row for nothing
         self._published[symbol] = got.fetched_at

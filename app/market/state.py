@@ -40,6 +40,7 @@ class MarketState:
     meta: dict[str, Any] = field(default_factory=dict)  # symbol -> providers' SymbolInfo (market cap, rank)
     provider_symbols: set[str] = field(default_factory=set)  # watchlist rows priced only by providers
     venue_down: bool = False  # the venue's breaker is open: its REST answers are not coming either
+    unpriced: dict[str, str] = field(default_factory=dict)  # provider rows without a price: why, as a sentence
 
     def on_price(self, event: Event) -> None:
         t: Ticker = event.payload

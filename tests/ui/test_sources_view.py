@@ -41,14 +41,23 @@ def test_watchlist_rows_priced_by_a_provider_show_where_from_and_how_old(open_wi
     model = window.watchlist_model
     assert model.symbols == ["BTC/USDT", "AAPL", "EUR/USD"]
     qtbot.waitUntil(lambda: cell(model, "AAPL", "Last") not in ("—", None), timeout=10_000)
-    assert cell(model, "AAPL", "Source").startswith("Yahoo Finance · ")
+    assert cell(model, "AAPL", "Source").startswith("yahoo · ")
     qtbot.waitUntil(lambda: not window.watchlist.isColumnHidden(COLUMNS.index("Source")), timeout=3_000)
     assert window.watchlist.isColumnHidden(COLUMNS.index("Mkt cap"))  # no CoinMarketCap key: nothing to show
-    assert cell(model, "BTC/USDT", "Source") == "Simulated market"
+    assert cell(model, "BTC/USDT", "Source") == "sim"
     eur = cell(model, "EUR/USD", "Last")
     assert eur != "—" and len(eur.split(".")[1]) >= 4  # forex keeps the provider's precision
     tip = model.data(model.index(1, COLUMNS.index("Source")), 3)  # ToolTipRole
-    assert "No connected exchange lists AAPL" in tip
+    assert "No connected exchange lists AAPL" in tip and "Yahoo Finance" in tip
+
+
+def test_a_row_no_provider_can_price_says_why(open_window, qtbot, yahoo) -> None:
+    yahoo.faults.next_status(404, times=None)  # every answer: not found
+    window = open_window(settings(yahoo.url))
+    model = window.watchlist_model
+    qtbot.waitUntil(lambda: cell(model, "AAPL", "Source") == "no price", timeout=15_000)
+    tip = model.data(model.index(1, COLUMNS.index("Source")), 3)
+    assert tip.startswith("No market-data provider could give a price for AAPL.")
 
 
 def test_sources_view_lists_every_source_with_age_and_distance_from_the_median(open_window, qtbot, yahoo) -> None:
