@@ -213,7 +213,7 @@ class Runtime:
 
         assert self.store is not None
         self.orders = OrderService(self.venue, self.store, self.bus, validator=self.validate_order,
-                                   poll_interval=2.0)
+                                   oco_validator=self.validate_oco, poll_interval=2.0)
         self._orders_task = asyncio.get_running_loop().create_task(self._run_orders(), name="orders-start")
 
     async def _run_orders(self) -> None:
@@ -252,6 +252,35 @@ class Runtime:
         held = balances.get(market.base)
         self.risk.check(request, market, price=check.price or reference or request.price or ZERO,
                         position_base=held.total if held else ZERO, open_orders=open_orders, daily_loss=loss)
+
+    async def validate_oco(self, request: Any) -> None:
+        """An OCO list's last check: its price relations around the last trade and both legs against the
+        rules with fresh balances, then the risk limits for the dearer leg, counting the list as two orders."""
+        from app.trading.rules import check_oco
+
+        market = self.markets.get(request.symbol)
+        if market is None:
+            raise OrderRejected(f"{getattr(self.venue, 'title', self.venue.name)} does not list {request.symbol}.")
+        balances = await self.venue.fetch_balance()
+        ticker = self.state.tickers.get(request.symbol)
+        last = ticker.last if ticker is not None else None
+        reference = ((ticker.bid if request.side is Side.SELL else ticker.ask) or ticker.last) if ticker else None
+        check = check_oco(
+            market, side=request.side, amount=request.amount, price=request.price, stop_price=request.stop_price,
+            stop_limit_price=request.stop_limit_price, last_price=last, reference_price=reference,
+            balances=balances, list_client_id=request.list_client_id, limit_client_id=request.limit_client_id,
+            stop_client_id=request.stop_client_id, venue_title=str(getattr(self.venue, "title", self.venue.name)),
+        )
+        if check.problems:
+            raise OrderRejected(" ".join(p.message for p in check.problems))
+        prices = {s: t.last for s, t in self.state.tickers.items()}
+        loss = await self._daily_loss(market.quote, self.risk.equity(balances, prices, market.quote))
+        open_orders = sum(1 for e in self.orders.orders() if e.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)) \
+            if self.orders is not None else 0
+        held = balances.get(market.base)
+        dearer = max(request.price, request.stop_limit_price)
+        self.risk.check(request.limit_leg(), market, price=dearer, position_base=held.total if held else ZERO,
+                        open_orders=open_orders + 1, daily_loss=loss)  # the list rests as two orders
 
     async def _daily_loss(self, quote: str, equity: Decimal) -> Decimal:
         """Today's loss in `quote`, with the day's starting value kept in SQLite so a restart does not

@@ -1,4 +1,8 @@
-"""Open orders, order history and balances tables, with cancel and cancel-all."""
+"""Open orders, order history and balances tables, with cancel, cancel-all and CSV export.
+
+The two legs of an OCO list are ordinary rows, grouped visibly: "· OCO" in their type, the list id in
+the "OCO list" column, one tint per list, and a tooltip saying that cancelling either leg cancels both
+(the order service cancels the list)."""
 
 from __future__ import annotations
 
@@ -27,7 +31,15 @@ from ui import theme
 from ui.table_model import Index, RowsModel
 
 LIVE = (OrderStatus.PENDING, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED, OrderStatus.UNKNOWN)
-ORDER_COLUMNS = ("Time", "Symbol", "Side", "Type", "Price", "Amount", "Filled", "Avg", "Status", "Client id", "Note")
+ORDER_COLUMNS = ("Time", "Symbol", "Side", "Type", "Price", "Amount", "Filled", "Avg", "Status", "Client id", "Stop",
+                 "OCO list", "Note")
+OCO_TINTS = ("#2962ff", "#ab47bc")  # alternate per list, so neighbouring lists stay apart
+
+
+def oco_tint(list_id: str) -> QColor:
+    colour = QColor(OCO_TINTS[sum(map(ord, list_id)) % len(OCO_TINTS)])
+    colour.setAlpha(40)
+    return colour
 
 
 def _num(value) -> str:  # noqa: ANN001
@@ -65,30 +77,38 @@ def _filter_box(proxy: QSortFilterProxyModel) -> QLineEdit:
 class OrdersModel(RowsModel):
     columns = ORDER_COLUMNS
 
-
-
-
-
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole):
         if not index.isValid():
             return None
         e = self.rows[index.row()]
         col = index.column()
+        list_id = getattr(e, "list_id", "")
         if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.UserRole):
             when = dt.datetime.fromtimestamp(e.created_at / 1000).strftime("%Y-%m-%d %H:%M:%S") if e.created_at else ""
-            values = (when, e.symbol, e.side.value, e.type.value.replace("_", "-"), _num(e.price), _num(e.amount),
-                      _num(e.filled), _num(e.average), e.status.value.replace("_", " "), e.client_order_id, e.reason)
-            if role == Qt.ItemDataRole.UserRole and col in (4, 5, 6, 7):
-                raw = (e.price, e.amount, e.filled, e.average)[col - 4]
+            kind = e.type.value.replace("_", "-") + (" · OCO" if list_id else "")
+            values = (when, e.symbol, e.side.value, kind, _num(e.price), _num(e.amount), _num(e.filled),
+                      _num(e.average), e.status.value.replace("_", " "), e.client_order_id,
+                      "" if e.stop_price is None else _num(e.stop_price), list_id, e.reason)
+            if role == Qt.ItemDataRole.UserRole and col in (4, 5, 6, 7, 10):
+                raw = (e.price, e.amount, e.filled, e.average, None, None, e.stop_price)[col - 4]
                 return float(raw) if raw is not None else float("-inf")
+            if role == Qt.ItemDataRole.UserRole and col == 0:
+                # Legs of one list sort next to each other (same time, then by list id).
+                return f"{values[0]} {list_id} {e.type.value != 'limit'}"
             return values[col]
         if role == Qt.ItemDataRole.ForegroundRole:
             if col == 2:
                 return QColor(theme.UP if e.side is Side.BUY else theme.DOWN)
             if col == 8 and e.status in (OrderStatus.REJECTED, OrderStatus.UNKNOWN):
                 return QColor(theme.WARN)
-        if role == Qt.ItemDataRole.ToolTipRole and e.reason:
-            return e.reason
+        if role == Qt.ItemDataRole.BackgroundRole and list_id:
+            return oco_tint(list_id)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            tips = [e.reason] if e.reason else []
+            if list_id:
+                tips.append(f"Leg of OCO list {list_id}: when one leg fills or its stop triggers, the other is "
+                            "cancelled; cancelling either leg cancels both.")
+            return "\n".join(tips) or None
         return None
 
 
@@ -147,10 +167,18 @@ class OrdersPanel(QWidget):
         return [self.model.rows[r] for r in sorted(rows)]
 
     async def cancel_selected(self) -> None:
+        done_lists: set[str] = set()
         for entry in self.selected():
+            list_id = getattr(entry, "list_id", "")
+            if list_id and list_id in done_lists:
+                continue  # its sibling's cancel already cancelled the whole list
             try:
                 await self.runtime.orders.cancel(entry.client_order_id, entry.symbol)
-                self._say(f"Cancelled {entry.client_order_id}.")
+                if list_id:
+                    done_lists.add(list_id)
+                    self._say(f"Cancelled OCO list {list_id} (both legs).")
+                else:
+                    self._say(f"Cancelled {entry.client_order_id}.")
             except Exception as exc:
                 self._say(str(exc))
 
@@ -182,27 +210,38 @@ class OrdersPanel(QWidget):
 class BalancesModel(RowsModel):
     columns = ("Asset", "Free", "In orders", "Total")
 
-
-
-
-
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole):
         if not index.isValid() or role != Qt.ItemDataRole.DisplayRole:
             return None
         b = self.rows[index.row()]
+        # Exact Decimal text, never a float: the CSV export writes these cells as they are.
         return (b.asset, f"{b.free:f}", f"{b.used:f}", f"{b.total:f}")[index.column()]
 
 
-class BalancesPanel(QTableView):
+class BalancesPanel(QWidget):
+    """The account's balances, refreshed every few seconds, with CSV export like the other tables."""
+
     def __init__(self, runtime, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.runtime = runtime
         self.balances_model = BalancesModel(self)
-        self.setModel(self.balances_model)
-        self.verticalHeader().setVisible(False)
-        self.setShowGrid(False)
-        self.setAlternatingRowColors(True)
-        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table = QTableView()
+        self.table.setModel(self.balances_model)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setShowGrid(False)
+        self.table.setAlternatingRowColors(True)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.export_button = QPushButton("Export CSV…")
+        self.export_button.clicked.connect(self.export)
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
+        row = QHBoxLayout()
+        row.addWidget(self.export_button)
+        row.addWidget(self.message, 1)
+        column = QVBoxLayout(self)
+        column.setContentsMargins(4, 4, 4, 4)
+        column.addLayout(row)
+        column.addWidget(self.table, 1)
         self.error = ""
         self._task: asyncio.Task[None] | None = None
         self.timer = QTimer(self)
@@ -226,6 +265,11 @@ class BalancesPanel(QTableView):
             self.error = ""
             self.setToolTip("")
             self.balances_model.set_rows([balances[a] for a in sorted(balances)])
+
+    def export(self) -> None:
+        from ui.csv_export import export_model
+
+        self.export_dialog = export_model(self, self.balances_model, "Balances", self.message.setText)
 
     def shutdown(self) -> None:
         self.timer.stop()

@@ -48,6 +48,18 @@ Decisions (others must follow them):
 - Client order ids: 1 to 36 of A-Z a-z 0-9 - _ : characters every supported venue
   accepts, and Binance's and MEXC's length. Gate.io allows only 28 after its "t-"
   prefix: pass `max_client_id_length=28` for it.
+- OCO lists (`check_oco`): one amount (in the base currency) for both legs; the
+  limit leg is maker-only and the stop leg a stop-limit, both GTC. Binance's price
+  rule is checked against the LAST traded price, as Binance does: a sell needs
+  limit price > last > stop price, a buy limit price < last < stop price (strict).
+  The limit leg must also not cross the book (`reference_price`: best bid for a
+  sell, best ask for a buy), because a maker-only order that would trade is
+  refused. The stop-limit leg's own limit price is not restricted by Binance; a
+  sell stop-limit priced above its stop (a buy below) only gets a note, as it may
+  not fill once triggered. Each leg's price is rounded and bounded like a limit
+  price; the minimum order value is checked on the lower-priced leg (if it passes,
+  so does the other). A buy needs the larger leg's value plus the taker fee on it
+  (the venue reserves once for the list); a sell needs the amount.
 """
 
 from __future__ import annotations
@@ -68,12 +80,13 @@ from decimal import (
 from typing import Final
 
 from app.domain import ZERO, Balance, Market, OrderRequest, OrderType, Side, TimeInForce
+from app.venues.base import OcoRequest
 
 MAX_DECIMALS: Final = 18  # an ERC-20 token's smallest unit; anything finer is a typo
 MAX_INTEGER_DIGITS: Final = 18  # below 10**18: more than any market's largest order
 FEE_PRECISION: Final = Decimal("1e-8")
 CLIENT_ID_MAX: Final = 36
-FIELDS: Final = frozenset({"amount", "price", "stop_price", "total", "balance", "order"})
+FIELDS: Final = frozenset({"amount", "price", "stop_price", "stop_limit_price", "total", "balance", "order"})
 
 _ARITH = Context(prec=100, traps=[InvalidOperation, DivisionByZero, Overflow])
 _LIMIT = Decimal(10) ** MAX_INTEGER_DIGITS
@@ -463,6 +476,9 @@ class _Check:
         if kind is OrderType.STOP_LIMIT and tif is not TimeInForce.GTC:
             self.problem("order", f"A stop-limit order waits for its stop price, so it must be good-till-cancelled "
                                   f"(GTC), not {tif.value}.")
+        self.check_client_id(client_order_id)
+
+    def check_client_id(self, client_order_id: str) -> None:
         if not isinstance(client_order_id, str):
             raise TypeError("client_order_id must be a string")
         if not client_order_id:
@@ -600,7 +616,7 @@ class _Check:
                                        f"{self.f(reference)} {quote}. Set the stop {beyond} {self.f(reference)}, "
                                        f"or use a limit order to trade now.")
 
-    def check_notional(self, notional: Decimal, exec_price: Decimal) -> None:
+    def check_notional(self, notional: Decimal, exec_price: Decimal, label: str = "Order value") -> None:
         m = self.m
         if m.min_notional <= 0 or notional >= m.min_notional:
             return
@@ -611,7 +627,7 @@ class _Check:
             needed += m.amount_step
         at_least = f"{self.f(_plain(needed * exec_price))} {m.quote}" if self.in_quote else f"{self.f(needed)} {m.base}"
         whose = f"{self.venue_title}'s" if self.venue_title else "the"
-        self.problem("total", f"Order value {format(shown, 'f').replace('.', self.style.decimal_point)} {m.quote} "
+        self.problem("total", f"{label} {format(shown, 'f').replace('.', self.style.decimal_point)} {m.quote} "
                               f"is below {whose} minimum of {self.f(m.min_notional)} {m.quote}: increase the amount "
                               f"to at least {at_least}.")
 
@@ -644,3 +660,133 @@ class _Check:
 
 def _decimals(value: Decimal) -> int:
     return max(0, -value.normalize().as_tuple().exponent)  # type: ignore[operator]
+
+
+# -- OCO lists ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OcoCheck:
+    """The outcome of `check_oco`, like `OrderCheck` for the pair.
+
+    `request` is set only when there are no problems. `notional` is the larger leg's value (what
+    a buy reserves), `fee` the estimate for the leg that would cost more (maker on the limit leg,
+    taker on the stop leg), `balance_after` the spent asset's free balance once the list is placed.
+    """
+
+    request: OcoRequest | None
+    problems: tuple[Problem, ...] = ()
+    notes: tuple[str, ...] = ()
+    amount: Decimal | None = None
+    price: Decimal | None = None
+    stop_price: Decimal | None = None
+    stop_limit_price: Decimal | None = None
+    notional: Decimal | None = None
+    fee: Decimal | None = None
+    balance_after: dict[str, Decimal] | None = field(default=None, hash=False, compare=True)
+
+    @property
+    def ok(self) -> bool:
+        return self.request is not None
+
+    def messages(self, field_name: str) -> tuple[str, ...]:
+        return tuple(p.message for p in self.problems if p.field == field_name)
+
+
+def check_oco(
+    market: Market,
+    *,
+    side: Side,
+    amount: str | Decimal,
+    price: str | Decimal | None,
+    stop_price: str | Decimal | None,
+    stop_limit_price: str | Decimal | None,
+    last_price: Decimal | None,
+    reference_price: Decimal | None = None,
+    balances: Mapping[str, Balance] | None = None,
+    list_client_id: str = "",
+    limit_client_id: str = "",
+    stop_client_id: str = "",
+    style: NumberStyle = NumberStyle(),
+    venue_title: str = "",
+    max_client_id_length: int = CLIENT_ID_MAX,
+) -> OcoCheck:
+    """Check an OCO list (limit leg at `price`, stop-limit leg triggering at `stop_price` with limit
+    `stop_limit_price`, both for `amount` base) against `market`'s rules, Binance's price relations
+    around `last_price`, and the free `balances`. See the module notes."""
+    _require_rules(market)
+    for name, value in (("last_price", last_price), ("reference_price", reference_price)):
+        if value is not None and not isinstance(value, Decimal):
+            raise TypeError(f"{name} must be a Decimal, not {value.__class__.__name__}")
+    with localcontext(_ARITH):
+        check = _OcoCheck(market, Side(side), OrderType.STOP_LIMIT, TimeInForce.GTC, False, False, style, venue_title,
+                          max_client_id_length)
+        return check.run_oco(amount, price, stop_price, stop_limit_price, last_price, reference_price, balances,
+                             (list_client_id, limit_client_id, stop_client_id))
+
+
+class _OcoCheck(_Check):
+    def run_oco(self, amount: str | Decimal, price: str | Decimal | None, stop_price: str | Decimal | None,
+                stop_limit_price: str | Decimal | None, last: Decimal | None, reference: Decimal | None,
+                balances: Mapping[str, Balance] | None, ids: tuple[str, str, str]) -> OcoCheck:
+        m, side = self.m, self.side
+        self.check_shape(ids[0])
+        for cid in ids[1:]:
+            self.check_client_id(cid)
+        if len(set(ids)) < len(ids) and all(ids):
+            self.problem("order", "The OCO list and its two legs need three different client ids. Try again.")
+        if last is not None and (not last.is_finite() or last <= 0):
+            last = None
+        if reference is not None and (not reference.is_finite() or reference <= 0):
+            reference = None
+        limit = self.price(price, "price", "Limit price", "a limit price", side)
+        stop = self.price(stop_price, "stop_price", "Stop price", "a stop price", None)
+        stop_limit = self.price(stop_limit_price, "stop_limit_price", "Stop-limit price", "a stop-limit price", side)
+        base = self.amount(amount, None)
+        self.check_relations(limit, stop, stop_limit, last, reference)
+        notional = fee = balance_after = None
+        if base is not None and limit is not None and stop_limit is not None:
+            legs = sorted(((limit, "The limit leg's value"), (stop_limit, "The stop-limit leg's value")))
+            low_price, label = legs[0]
+            self.check_notional(_plain(base * low_price), low_price, label)  # the other leg's value is higher
+            limit_value, stop_value = _plain(base * limit), _plain(base * stop_limit)
+            limit_fee = _plain(_ceil_to(limit_value * m.maker_fee, FEE_PRECISION))
+            stop_fee = _plain(_ceil_to(stop_value * m.taker_fee, FEE_PRECISION))
+            notional = max(limit_value, stop_value)
+            fee = max(limit_fee, stop_fee)
+            if balances is not None:
+                balance_after = self.check_balance(base, notional, fee, balances)
+        request = None
+        if not self.problems:
+            assert base is not None and limit is not None and stop is not None and stop_limit is not None
+            request = OcoRequest(m.symbol, side, base, limit, stop, stop_limit, *ids)
+        return OcoCheck(request, tuple(self.problems), tuple(self.notes), base, limit, stop, stop_limit, notional, fee,
+                        balance_after)
+
+    def check_relations(self, limit: Decimal | None, stop: Decimal | None, stop_limit: Decimal | None,
+                        last: Decimal | None, reference: Decimal | None) -> None:
+        m, q, f = self.m, self.m.quote, self.f
+        if last is None:
+            if limit is not None or stop is not None:
+                self.problem("order", f"The last price of {m.symbol} is not known yet, and an OCO's prices are checked "
+                                      "against it: wait for prices to load, then place the OCO.")
+            return
+        sell = self.side is Side.SELL
+        limit_ok = limit is not None and (limit > last if sell else limit < last)
+        if limit is not None and not limit_ok:
+            where, word = ("above", "sell") if sell else ("below", "buy")
+            self.problem("price", f"A {word} OCO's limit price must be {where} the last price {f(last)} {q}: "
+                                  f"{f(limit)} is not. Set it {where} {f(last)}.")
+        if stop is not None and not (stop < last if sell else stop > last):
+            where, word = ("below", "sell") if sell else ("above", "buy")
+            self.problem("stop_price", f"A {word} OCO's stop price must be {where} the last price {f(last)} {q}: "
+                                       f"{f(stop)} is not. Set it {where} {f(last)}.")
+        if limit_ok and reference is not None and self.crosses(limit, reference):  # type: ignore[arg-type]
+            best, away = ("best bid", "above") if sell else ("best ask", "below")
+            self.problem("price", f"The limit leg at {f(limit)} {q} would trade at once against the {best} "  # type: ignore[arg-type]
+                                  f"{f(reference)} {q}, and an OCO's limit leg may only rest on the book: set it "
+                                  f"{away} {f(reference)}.")
+        if stop is not None and stop_limit is not None and (stop_limit > stop if sell else stop_limit < stop):
+            where = "above" if sell else "below"
+            self.notes.append(f"The stop-limit price {f(stop_limit)} {q} is {where} the stop price {f(stop)} {q}: once "
+                              f"the stop triggers, the {self.side.value} waits {where} the market and may not fill.")

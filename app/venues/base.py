@@ -22,7 +22,6 @@ from app.domain import (
     Order,
     OrderBook,
     OrderRequest,
-    OrderStatus,
     OrderType,
     Side,
     Ticker,

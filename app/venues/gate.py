@@ -68,9 +68,16 @@ class GateVenue(CcxtVenue):
 
     async def create_order(self, request: OrderRequest) -> Order:
         if request.type is OrderType.STOP_LIMIT:
-            # ccxt places Gate stops on /spot/price_orders, a separate id space our cancel, lookup and
-            # reconciliation do not follow yet: refuse rather than lose track of a live stop.
-            raise OrderRejected("Stop-limit orders are not supported on Gate.io in Meridian yet; "
-                                "place a limit order, or use Binance or MEXC for stops.")
+            # Refused on purpose (checked against ccxt 4.5 and Gate's API v4 docs): ccxt's gate createOrder does
+            # send a spot stop to POST /spot/price_orders, but (1) the answer is only {"id": n}, in a separate id
+            # space that GET/DELETE /spot/orders do not know (every later call needs params trigger=True, and the
+            # order that fires gets yet another id, fired_order_id); (2) the documented price-order model has no
+            # client id (ccxt puts ours in trigger.text, which Gate does not document), so a lost answer cannot be
+            # reconciled by client order id: we could neither prove the stop absent nor avoid sending it twice;
+            # (3) ccxt adds trigger.expiration = 86400 s by default, so a "GTC" stop would silently expire after a
+            # day. Refusing keeps the journal's never-lose/never-double promise.
+            raise OrderRejected("Stop-limit orders are not supported on Gate.io in Meridian yet: Gate keeps them "
+                                "apart from ordinary orders, where an order lost on the way could not be checked. "
+                                "Place a limit order, or use Binance or MEXC for stops.")
         return await super().create_order(request)
 

@@ -84,3 +84,38 @@ def test_paper_orders_live_in_their_own_journal_namespace() -> None:
     inner = SimVenue(SimConfig(seed=1, history_days=1))
     paper = PaperVenue(inner)
     assert paper.name == "sim-paper" != inner.name  # the journal never mixes paper and live orders
+
+
+class ScriptedNoOco(ScriptedVenue):
+    supports_oco = False  # like Gate.io: the venue has no OCO lists, the paper account does
+
+
+async def test_paper_oco_on_a_venue_without_oco_the_stop_triggering_cancels_the_limit_leg() -> None:
+    from app.venues.base import OcoRequest
+
+    inner = ScriptedNoOco(["100.50", "99.00", "98.40", "98.00"])
+    paper = PaperVenue(inner, {"USDT": Decimal("1000"), "BTC": Decimal("1")})
+    assert paper.supports_oco and not getattr(inner, "supports_oco")
+    await paper.load_markets()
+    await paper.fetch_ticker("BTC/USDT")
+    inner._tickers["BTC/USDT"] = inner._tickers["BTC/USDT"].__class__(
+        "BTC/USDT", 0, Decimal("101"), Decimal("100.99"), Decimal("101.01"))
+    paper._books.pop("BTC/USDT", None)
+    paper._last["BTC/USDT"] = Decimal("101")
+    request = OcoRequest("BTC/USDT", Side.SELL, Decimal("0.5"), Decimal("103.00"), Decimal("98.50"),
+                         Decimal("98.00"), "pL", "pL-limit", "pL-stop")
+    placed = await paper.create_oco(request)
+    assert [o.status for o in placed.orders] == [OrderStatus.OPEN, OrderStatus.OPEN]
+    assert (await paper.fetch_balance())["BTC"].used == Decimal("0.5")  # reserved once for the list
+    updates = paper.order_queue()
+    async for _ in paper.watch(["BTC/USDT"]):
+        pass
+    seen = []
+    while not updates.empty():
+        seen.append(updates.get_nowait())
+    limit = await paper.fetch_order_by_client_id("pL-limit", "BTC/USDT")
+    stop = await paper.fetch_order_by_client_id("pL-stop", "BTC/USDT")
+    assert limit.status is OrderStatus.CANCELED and "triggered" in limit.reason
+    assert stop.filled > 0 and all(f.price >= Decimal("98.00") for f in stop.fills)
+    assert {o.client_order_id for o in seen} >= {"pL-limit", "pL-stop"}  # both legs' changes were published
+    await paper.close()

@@ -13,6 +13,15 @@ Websocket: `/stream?streams=a/b` (combined: {"stream": .., "data": ..}) and
 {"method": "SUBSCRIBE" | "UNSUBSCRIBE" | "LIST_SUBSCRIPTIONS", "params": [..], "id": n}.
 Streams: <symbol>@trade, @aggTrade, @bookTicker, @depth, @depth@100ms,
 @depth5/10/20[@100ms], @kline_<interval>, @ticker, @miniTicker.
+
+OCO order lists (POST /api/v3/orderList/oco, DELETE /api/v3/orderList, and a leg through
+DELETE /api/v3/order, which cancels the whole list) speak Binance's documented format: above/below
+legs, LIMIT_MAKER + STOP_LOSS_LIMIT (the limit leg above for a sell, below for a buy), the price rule
+against the last traded price, one reservation for the list, responses with `orders` and
+`orderReports`. The legs are ordinary orders to GET /api/v3/order and /openOrders (with their
+`orderListId`). There is no matching engine: a test fills or triggers a leg with `oco_fill` /
+`oco_trigger`, and the other leg then EXPIRES, as on Binance. `drop_oco_answers = n` makes the
+server accept the next n lists and then drop the connection without answering.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import json
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from typing import Any
@@ -56,7 +65,9 @@ INTERVALS_MIN = {"1m": 1, "3m": 3, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "2h"
                  "6h": 360, "8h": 480, "12h": 720, "1d": 1440, "3d": 4320, "1w": 10080}
 WEEK_ORIGIN_MS = 4 * 1440 * MINUTE_MS  # Binance weeks open on Monday; 1970-01-05 was one
 DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000, 5000)
-STATUS = {"open": "NEW", "filled": "FILLED", "canceled": "CANCELED"}
+STATUS = {"open": "NEW", "filled": "FILLED", "canceled": "CANCELED", "expired": "EXPIRED"}
+OCO_ABOVE_TYPES = ("STOP_LOSS_LIMIT", "STOP_LOSS", "LIMIT_MAKER", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
+OCO_BELOW_TYPES = ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT", "LIMIT_MAKER")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -122,6 +133,32 @@ def parse_stream(name: str) -> Stream | None:
     return None
 
 
+@dataclass(eq=False)
+class OcoLeg(SimOrder):
+    """One leg of an order list: type "limit_maker" or "stop_loss_limit" (Binance's type, lower case)."""
+
+    list_id: int = -1
+    stop_price: Decimal = Decimal(0)
+    triggered: bool = False
+
+
+@dataclass(eq=False)
+class OrderListRecord:
+    id: int
+    client_id: str
+    symbol: str
+    legs: list[OcoLeg]  # Binance's order: the below leg, then the above leg
+    asset: str  # what the list holds locked, once for both legs
+    locked: Decimal
+    created_ms: int
+    updated_ms: int = 0
+    cancel_ids: dict[str, str] = field(default_factory=dict)  # leg client id -> the cancel request's id
+
+    @property
+    def executing(self) -> bool:
+        return any(leg.is_open for leg in self.legs)
+
+
 def err(status: int, code: int, msg: str, retry_after: float | None = None) -> web.Response:
     headers = {"Retry-After": str(int(retry_after))} if retry_after is not None else None
     return web.json_response({"code": code, "msg": msg}, status=status, headers=headers)
@@ -148,6 +185,9 @@ class BinanceServer(VenueServer):
         self.symbols = {s["symbol"]: s for s in self.exchange_info["symbols"]}
         self._order_ids = itertools.count(self.rng.randrange(10**9, 10**10))
         self._trade_ids: dict[str, int] = {}
+        self._list_ids = itertools.count(self.rng.randrange(10**5, 10**6))
+        self.order_lists: dict[int, OrderListRecord] = {}
+        self.drop_oco_answers = 0  # accept the next n lists, then drop the connection instead of answering
 
     # ---- ccxt
 
@@ -232,6 +272,8 @@ class BinanceServer(VenueServer):
         router.add_get(f"{r}/order", self._signed(self.get_order))
         router.add_delete(f"{r}/order", self._signed(self.cancel_order))
         router.add_get(f"{r}/openOrders", self._signed(self.open_orders))
+        router.add_post(f"{r}/orderList/oco", self._signed(self.create_oco))
+        router.add_delete(f"{r}/orderList", self._signed(self.cancel_order_list))
 
     def error_response(self, status: int, retry_after: float | None) -> web.Response:
         if status == 429:
@@ -404,15 +446,21 @@ class BinanceServer(VenueServer):
         return web.json_response(body)
 
     def _order_json(self, o: SimOrder, *, resp_type: str = "QUERY") -> dict[str, Any]:
-        body: dict[str, Any] = {"symbol": o.symbol, "orderId": int(o.id), "orderListId": -1, "clientOrderId": o.client_id}
+        leg = o if isinstance(o, OcoLeg) else None
+        body: dict[str, Any] = {"symbol": o.symbol, "orderId": int(o.id), "orderListId": leg.list_id if leg else -1,
+                                "clientOrderId": o.client_id}
         if resp_type == "ACK":
             return body | {"transactTime": o.created_ms}
-        body |= {"price": f"{o.price:.8f}" if o.type == "limit" else "0.00000000",
+        status = "PARTIALLY_FILLED" if o.status == "open" and o.filled > 0 else STATUS[o.status]
+        body |= {"price": f"{o.price:.8f}" if o.type != "market" else "0.00000000",
                  "origQty": f"{o.amount:.8f}", "executedQty": f"{o.filled:.8f}",
-                 "cummulativeQuoteQty": f"{o.cost:.8f}", "status": STATUS[o.status],
+                 "cummulativeQuoteQty": f"{o.cost:.8f}", "status": status,
                  "timeInForce": o.time_in_force, "type": o.type.upper(), "side": o.side.upper()}
+        stop = f"{leg.stop_price:.8f}" if leg is not None and leg.type == "stop_loss_limit" else "0.00000000"
+        if resp_type != "QUERY" and leg is not None and leg.type == "stop_loss_limit":
+            body["stopPrice"] = stop  # a conditional field: only stop orders carry it in placement answers
         if resp_type == "QUERY":
-            return body | {"stopPrice": "0.00000000", "icebergQty": "0.00000000", "time": o.created_ms,
+            return body | {"stopPrice": stop, "icebergQty": "0.00000000", "time": o.created_ms,
                            "updateTime": o.updated_ms, "isWorking": True, "workingTime": o.created_ms,
                            "origQuoteOrderQty": "0.00000000", "selfTradePreventionMode": "EXPIRE_MAKER"}
         body = {**body, "transactTime": o.created_ms, "workingTime": o.created_ms,
@@ -488,12 +536,198 @@ class BinanceServer(VenueServer):
         order = self._find(p)
         if order is None or not order.is_open:
             return err(400, -2011, "Unknown order sent.")
+        if isinstance(order, OcoLeg):
+            # "Canceling an individual order from an order list will cancel the entire order list."
+            self._cancel_list(self.order_lists[order.list_id], self.now_ms())
+            body = self._order_json(order, resp_type="RESULT")
+            return web.json_response(body | {"origClientOrderId": order.client_id,
+                                             "clientOrderId": self._random_id(), "transactTime": self.now_ms()})
         self.ledger.cancel(order, self.now_ms())
         body = self._order_json(order, resp_type="RESULT")
         body |= {"origClientOrderId": order.client_id,
                  "clientOrderId": p.get("newClientOrderId") or "".join(self.rng.choices("abcdefABCDEF0123456789", k=22)),
                  "transactTime": self.now_ms()}
         return web.json_response(body)
+
+    # ---- REST: order lists (OCO)
+
+    def _random_id(self) -> str:
+        return "".join(self.rng.choices("abcdefABCDEF0123456789", k=22))
+
+    async def create_oco(self, request: web.Request, p: dict[str, str]) -> web.StreamResponse:
+        """POST /api/v3/orderList/oco."""
+        for name in ("symbol", "side", "quantity", "aboveType", "belowType"):
+            if not p.get(name):
+                return missing(name)
+        info = self.symbols.get(p["symbol"])
+        if info is None:
+            return bad_symbol()
+        side, above_type, below_type = p["side"].upper(), p["aboveType"], p["belowType"]
+        if side not in ("BUY", "SELL"):
+            return err(400, -1117, "Invalid side.")
+        if above_type not in OCO_ABOVE_TYPES or below_type not in OCO_BELOW_TYPES:
+            return err(400, -1158, "Order type not supported in OCO.")
+        kinds = {above_type, below_type}
+        if kinds != {"LIMIT_MAKER", "STOP_LOSS_LIMIT"}:
+            # Binance takes other combinations (TAKE_PROFIT..., STOP_LOSS); this server implements the pair Meridian sends.
+            return err(400, -1158, "Order type not supported in OCO.")
+        if side == "SELL" and above_type != "LIMIT_MAKER":
+            return err(400, -1166, "A limit order in a sell OCO must be above.")
+        if side == "BUY" and below_type != "LIMIT_MAKER":
+            return err(400, -1165, "A limit order in a buy OCO must be below.")
+        limit_pos, stop_pos = ("above", "below") if above_type == "LIMIT_MAKER" else ("below", "above")
+        for name in (f"{limit_pos}Price", f"{stop_pos}Price", f"{stop_pos}StopPrice", f"{stop_pos}TimeInForce"):
+            if not p.get(name):
+                return missing(name)
+        try:
+            qty = Decimal(p["quantity"])
+            limit_price = Decimal(p[f"{limit_pos}Price"])
+            stop_limit_price = Decimal(p[f"{stop_pos}Price"])
+            stop_price = Decimal(p[f"{stop_pos}StopPrice"])
+        except InvalidOperation:
+            return err(400, -1100, "Illegal characters found in a parameter.")
+        for price in (limit_price, stop_limit_price):
+            failure = self._filter_failure(info, qty, price)
+            if failure:
+                return err(400, -1013, f"Filter failure: {failure}")
+        symbol, now = info["symbol"], self.now_ms()
+        last = Decimal(self.px(symbol, self.model.price(symbol, now)))
+        ordered = limit_price > last > stop_price if side == "SELL" else stop_price > last > limit_price
+        if not ordered:
+            return err(400, -2010, "The relationship of the prices for the orders is not correct.")
+        bid, _, ask, _ = self._quote(symbol, now)
+        if (side == "SELL" and limit_price <= Decimal(bid)) or (side == "BUY" and limit_price >= Decimal(ask)):
+            return err(400, -2010, "Order would immediately match and take.")
+        list_cid = p.get("listClientOrderId") or self._random_id()
+        limit_cid = p.get(f"{limit_pos}ClientOrderId") or self._random_id()
+        stop_cid = p.get(f"{stop_pos}ClientOrderId") or self._random_id()
+        if any(lst.client_id == list_cid and lst.executing for lst in self.order_lists.values()):
+            return err(400, -2010, "Duplicate order sent.")
+        for cid in (limit_cid, stop_cid):
+            held = self.ledger.find(client_id=cid)
+            if held is not None and held.is_open or limit_cid == stop_cid:
+                return err(400, -2010, "Duplicate order sent.")
+        base, quote = info["baseAsset"], info["quoteAsset"]
+        asset, need = (base, qty) if side == "SELL" else (quote, qty * max(limit_price, stop_limit_price))
+        if self.ledger.free[asset] < need:
+            return err(400, -2010, "Account has insufficient balance for requested action.")
+        list_id = next(self._list_ids)
+        tif = p[f"{stop_pos}TimeInForce"]
+
+        def leg(cid: str, kind: str, price: Decimal, stop: Decimal) -> OcoLeg:
+            return OcoLeg(str(next(self._order_ids)), cid, symbol, base, quote, side.lower(), kind, price, qty, now,
+                          "GTC" if kind == "limit_maker" else tif, updated_ms=now, list_id=list_id, stop_price=stop)
+
+        limit_leg = leg(limit_cid, "limit_maker", limit_price, Decimal(0))
+        stop_leg = leg(stop_cid, "stop_loss_limit", stop_limit_price, stop_price)
+        below, above = (stop_leg, limit_leg) if limit_pos == "above" else (limit_leg, stop_leg)
+        self.ledger.free[asset] -= need
+        self.ledger.locked[asset] += need
+        for o in (below, above):
+            self.ledger.orders[o.id] = o
+            self.ledger._by_client[o.client_id] = o  # noqa: SLF001 - the legs are orders like any other
+        record = OrderListRecord(list_id, list_cid, symbol, [below, above], asset, need, now, now)
+        self.order_lists[list_id] = record
+        if self.drop_oco_answers > 0:
+            self.drop_oco_answers -= 1
+            assert request.transport is not None
+            request.transport.abort()  # accepted, then the connection dies before the answer
+            return web.Response(status=500)  # never reaches the client
+        return web.json_response(self._list_json(record, p.get("newOrderRespType", "ACK").upper()))
+
+    def _list_json(self, lst: OrderListRecord, resp_type: str, *, cancel: bool = False) -> dict[str, Any]:
+        done = not lst.executing
+        reports = []
+        for leg in lst.legs:
+            report = self._order_json(leg, resp_type="RESULT" if resp_type != "ACK" or cancel else "ACK")
+            report["transactTime"] = lst.updated_ms
+            if cancel:
+                report = {"symbol": leg.symbol, "origClientOrderId": leg.client_id, **report,
+                          "clientOrderId": lst.cancel_ids.get(leg.client_id) or self._random_id()}
+            reports.append(report)
+        return {
+            "orderListId": lst.id, "contingencyType": "OCO",
+            "listStatusType": "ALL_DONE" if done else "EXEC_STARTED",
+            "listOrderStatus": "ALL_DONE" if done else "EXECUTING",
+            "listClientOrderId": lst.client_id, "transactionTime": lst.updated_ms, "symbol": lst.symbol,
+            "orders": [{"symbol": leg.symbol, "orderId": int(leg.id), "clientOrderId": leg.client_id} for leg in lst.legs],
+            "orderReports": reports,
+        }
+
+    def _settle_list(self, lst: OrderListRecord, now: int) -> None:
+        """Once no leg is open, what the list still holds is free again."""
+        lst.updated_ms = now
+        if not lst.executing and lst.locked:
+            self.ledger.locked[lst.asset] -= lst.locked
+            self.ledger.free[lst.asset] += lst.locked
+            lst.locked = Decimal(0)
+
+    def _cancel_list(self, lst: OrderListRecord, now: int) -> None:
+        for leg in lst.legs:
+            if leg.is_open:
+                leg.status, leg.updated_ms = "canceled", now
+                lst.cancel_ids[leg.client_id] = self._random_id()
+        self._settle_list(lst, now)
+
+    async def cancel_order_list(self, request: web.Request, p: dict[str, str]) -> web.Response:
+        """DELETE /api/v3/orderList: by orderListId or listClientOrderId."""
+        if p.get("symbol") not in self.symbols:
+            return bad_symbol() if p.get("symbol") else missing("symbol")
+        if "orderListId" not in p and "listClientOrderId" not in p:
+            return missing("orderListId")
+        lst = next((lst for lst in self.order_lists.values() if lst.symbol == p["symbol"] and (
+            str(lst.id) == p["orderListId"] if "orderListId" in p else lst.client_id == p["listClientOrderId"])
+            and lst.executing), None)
+        if lst is None:
+            return err(400, -2011, "Order list does not exist.")
+        self._cancel_list(lst, self.now_ms())
+        return web.json_response(self._list_json(lst, "RESULT", cancel=True))
+
+    def _leg(self, client_id: str) -> tuple[OcoLeg, OrderListRecord]:
+        leg = self.ledger.find(client_id=client_id)
+        assert isinstance(leg, OcoLeg), client_id
+        return leg, self.order_lists[leg.list_id]
+
+    def _expire_others(self, leg: OcoLeg, lst: OrderListRecord, now: int) -> None:
+        for other in lst.legs:
+            if other is not leg and other.is_open:
+                other.status, other.updated_ms = "expired", now
+
+    def oco_trigger(self, client_id: str) -> OcoLeg:
+        """The market reached the stop leg's stop price: it starts working and the other leg expires."""
+        leg, lst = self._leg(client_id)
+        assert leg.type == "stop_loss_limit" and leg.is_open and not leg.triggered
+        now = self.now_ms()
+        leg.triggered, leg.updated_ms = True, now
+        self._expire_others(leg, lst, now)
+        self._settle_list(lst, now)
+        return leg
+
+    def oco_fill(self, client_id: str, qty: str | Decimal | None = None) -> OcoLeg:
+        """Fill `qty` (default: all that is left) of a working leg at its price. As on Binance, the first
+        fill of the limit leg, even a partial one, expires the other leg."""
+        leg, lst = self._leg(client_id)
+        assert leg.is_open and (leg.type == "limit_maker" or leg.triggered), "that leg is not working"
+        amount = leg.remaining if qty is None else Decimal(qty)
+        assert 0 < amount <= leg.remaining
+        now = self.now_ms()
+        self._expire_others(leg, lst, now)
+        value = amount * leg.price
+        if leg.side == "sell":
+            self.ledger.locked[leg.base] -= amount
+            lst.locked -= amount
+            self.ledger.free[leg.quote] += value
+        else:
+            self.ledger.locked[leg.quote] -= value
+            lst.locked -= value
+            self.ledger.free[leg.base] += amount
+        leg.filled += amount
+        leg.cost += value
+        leg.updated_ms = now
+        if leg.remaining == 0:
+            leg.status = "filled"
+        self._settle_list(lst, now)
+        return leg
 
     async def open_orders(self, request: web.Request, p: dict[str, str]) -> web.Response:
         symbol = p.get("symbol")

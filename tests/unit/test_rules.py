@@ -668,7 +668,7 @@ def test_every_problem_is_reported_at_once_and_nothing_is_sent() -> None:
 
 
 def test_problem_fields_are_the_forms_fields() -> None:
-    assert FIELDS == {"amount", "price", "stop_price", "total", "balance", "order"}
+    assert FIELDS == {"amount", "price", "stop_price", "stop_limit_price", "total", "balance", "order"}
     with pytest.raises(ValueError):
         Problem("amout", "typo")
 
