@@ -12,7 +12,7 @@ from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import QDockWidget, QFrame, QHBoxLayout, QLabel, QMainWindow, QToolButton, QVBoxLayout, QWidget
 
 from app import __version__
-from app.domain import OrderStatus, Side
+from app.domain import OrderStatus, OrderType, Side
 from app.runtime import TOPIC_NOTICE, Runtime
 from ui.chart import ChartWidget
 from ui.compare import ComparePanel
@@ -302,8 +302,14 @@ class MainWindow(QMainWindow):
             return
         live = [e for e in orders.orders() if e.symbol == symbol and e.price is not None
                 and e.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING, OrderStatus.UNKNOWN)]
-        self.chart.set_orders([(e.client_order_id, float(e.price), e.side is Side.BUY,
-                                f"{e.side.value} {e.amount - e.filled:f}") for e in live])
+
+        def line(e) -> tuple[str, float, bool, str]:  # noqa: ANN001 - a journal entry
+            # A stop order waits at its trigger, not at the limit it will be placed with.
+            at = e.stop_price if e.type is OrderType.STOP_LIMIT and e.stop_price is not None else e.price
+            tag = " · OCO" if getattr(e, "list_id", "") else ""
+            return e.client_order_id, float(at), e.side is Side.BUY, f"{e.side.value} {e.amount - e.filled:f}{tag}"
+
+        self.chart.set_orders([line(e) for e in live])
         self.chart.set_fills([(f.ts / 1000, float(f.price), f.side is Side.BUY)
                               for f in self.fills.model.rows if f.symbol == symbol])
 
