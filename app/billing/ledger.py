@@ -64,14 +64,14 @@ def spend(tx: BillingTx, account_id: str, points: int, reference: str, note: str
 
 
 def transfer(
-    tx: BillingTx, sender: str, recipient: str, points: int, reference: str, note: str = ""
+    tx: BillingTx, sender: str, recipient: str, points: int, reference: str, *, note_out: str = "", note_in: str = ""
 ) -> tuple[LedgerEntry, LedgerEntry]:
-    """Move points between accounts: one `transfer` entry on each side, both or neither."""
+    """Move points between accounts: one `transfer` entry on each side, both or neither (one transaction)."""
     check_points(points)
     if sender == recipient:
         raise InvalidRequest("You cannot transfer points to your own account; enter another account's email.")
-    out = _post(tx, sender, "transfer", -points, f"{reference}:out", note)
-    into = _post(tx, recipient, "transfer", points, f"{reference}:in", note)
+    out = _post(tx, sender, "transfer", -points, f"{reference}:out", note_out)
+    into = _post(tx, recipient, "transfer", points, f"{reference}:in", note_in)
     return out, into
 
 
