@@ -59,9 +59,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from app.logs import setup_logging
     from app.paths import resolve_paths
-    from app.runtime import Runtime
-    from app.settings import load_settings
-    from app.venues.base import VenueError
 
     paths = resolve_paths(args.config, args.data_dir)
     setup_logging(paths.log_dir, verbose=args.verbose)
@@ -71,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_relay(host=args.host, port=args.port, db=args.db or paths.data_dir / "relay.sqlite3",
                          stripe_api_base=args.stripe_api_base)
+    # Below the relay: it needs none of the terminal (importing the runtime costs it seconds).
+    from app.runtime import Runtime
+    from app.settings import load_settings
+    from app.venues.base import VenueError
+
     loaded = load_settings(paths.config_file)
     problems = list(loaded.problems)
     if loaded.problems:

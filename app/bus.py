@@ -87,7 +87,8 @@ DEFAULT_PRIORITIES: Final[dict[str, Priority]] = {
     "risk.limit.exceeded": Priority.HIGH,
     "order.rejected": Priority.HIGH,
     # State the user acted on: must arrive promptly and in order, but may wait for the above.
-    "payment.success": Priority.MEDIUM,
+    "payment.succeeded": Priority.HIGH,
+    "payment.refunded": Priority.HIGH,
     "points.awarded": Priority.MEDIUM,
     "order.*": Priority.MEDIUM,
     "fill.*": Priority.MEDIUM,

@@ -34,6 +34,12 @@ async def _serve(runtime: Runtime, ready: Callable[[], None] | None) -> int:
     try:
         await runtime.start()
         await runtime.start_alerts(channels=HEADLESS_CHANNELS)
+        billing = runtime.billing_client()
+        if billing is not None:  # the plan (SMS, alert limits) and payment notices
+            try:
+                await billing.start()
+            except Exception as exc:  # the relay being down must not stop alerts
+                log.warning("billing: %s", exc)
     except Exception as exc:
         log.exception("headless start failed")
         print(f"Meridian could not start: {exc}", file=sys.stderr)

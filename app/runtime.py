@@ -118,6 +118,8 @@ class Runtime:
         self.notifier: Any = None  # app.notify.NotificationService once alerts started
         self.alerts: Any = None  # app.alerts.AlertEngine once alerts started
         self.plan: str = "free"  # "pro" once billing says so; gates SMS and more than 20 alerts
+        self.billing: Any = None  # app.billing.client.BillingClient when [billing] relay_url is set
+        self._payment_subs: list[Any] = []
         self._chart_loads: dict[tuple[str, str], asyncio.Future[CandleSeries]] = {}
         self._started = False
         self._stopped = False
@@ -378,6 +380,52 @@ class Runtime:
         """A single-value secret for the notification channels (read at each send, never kept)."""
         return await self._token(name)
 
+    async def _secret_store(self) -> Any:
+        """The user's secret store, opening the OS keyring when a secure one exists; None otherwise."""
+        if self.secrets is None:
+            await self._credentials("billing")
+        return self.secrets
+
+    def billing_client(self) -> Any:
+        """The billing relay's client when `[billing] relay_url` is set (built once, started by its user).
+        The account token lives in the secret store under "billing"; the plan it reports gates SMS and
+        the number of active alerts."""
+        if self.billing is None and self.settings.billing.relay_url:
+            from app.billing.client import BillingClient
+            from app.billing.errors import BillingError
+            from app.billing.token_store import keyring_token_io
+            from app.resilience.guard import GuardRegistry
+
+            async def load() -> Any:
+                store = await self._secret_store()
+                return None if store is None else await keyring_token_io(store)[0]()
+
+            async def save(value: Any) -> None:
+                store = await self._secret_store()
+                if store is None:
+                    raise BillingError("No secure keyring is open to keep your billing account's token: choose "
+                                       "where keys go in Settings → API keys, then create the account again.")
+                await keyring_token_io(store)[1](value)
+
+            self.billing = BillingClient(self.settings.billing.relay_url, guard=GuardRegistry(self.bus).get("relay"),
+                                         load_token=load, save_token=save, bus=self.bus)
+            self.billing.add_listener(lambda account: setattr(self, "plan", account.plan))
+        return self.billing
+
+    def _on_payment(self, event: Event) -> None:
+        """Payment results from the relay reach the user as notifications (desktop, and Discord if set up)."""
+        if self.notifier is None:
+            return
+        ev = event.payload
+        kind = "payment_succeeded" if event.topic == "payment.succeeded" else "payment_failed"
+        data = {"amount": ev.amount, "currency": ev.currency, "points": ev.points or None, "plan": ev.plan,
+                "reference": ev.reference, "reason": ev.reason or "the card was declined"}
+        channels = [c for c in ("desktop", "discord") if c in self.notifier.channels
+                    and (c != "discord" or self.settings.notify.discord.enabled)]
+        task = asyncio.ensure_future(self.notifier.notify(kind, data, channels, message_id=f"{kind}:{ev.reference}"))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception() is None
+                               or log.error("payment notification not queued: %s", t.exception()))
+
     def alert_engine(self) -> Any:
         """The alert engine, built on first use (the window's alerts dock needs it before the market
         starts); it evaluates nothing until `start_alerts()` starts it."""
@@ -423,6 +471,8 @@ class Runtime:
         )
         await self.notifier.start()
         await self.alert_engine().start()
+        for topic in ("payment.succeeded", "payment.failed"):
+            self._payment_subs.append(self.bus.subscribe(topic, self._on_payment))
 
     async def sources(self, symbol: str) -> list[Any]:
         """Every exchange's and provider's price for `symbol` (the sources view)."""
@@ -491,6 +541,8 @@ class Runtime:
             await self.orders.close()
         if self._orders_task is not None and not self._orders_task.done():
             self._orders_task.cancel()
+        if self.billing is not None:
+            await self.billing.close()
         if self.alerts is not None:
             await self.alerts.stop()
         if self.notifier is not None:

@@ -9,7 +9,7 @@ import shiboken6
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
-from PySide6.QtWidgets import QDockWidget, QFrame, QHBoxLayout, QLabel, QMainWindow, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QDockWidget, QFrame, QHBoxLayout, QLabel, QMainWindow, QScrollArea, QToolButton, QVBoxLayout, QWidget
 
 from app import __version__
 from app.domain import OrderStatus, OrderType, Side
@@ -17,6 +17,7 @@ from app.runtime import TOPIC_NOTICE, Runtime
 from ui.chart import ChartWidget
 from ui.compare import ComparePanel
 from ui.alerts_view import AlertsPanel
+from ui.billing_panel import BillingPanel
 from ui.chart_alerts import ChartAlerts
 from ui.outbox_view import OutboxPanel
 from ui.sources import SourcesPanel
@@ -31,7 +32,7 @@ from ui.watchlist import WatchlistModel, WatchlistView
 log = logging.getLogger(__name__)
 
 # Bump when docks are added or renamed, so an old saved layout is not applied to a new set of docks.
-LAYOUT_VERSION = 7
+LAYOUT_VERSION = 8
 KEY_GEOMETRY = "window.geometry"
 KEY_STATE = "window.state"
 KEY_SYMBOL = "chart.symbol"
@@ -108,6 +109,12 @@ class MainWindow(QMainWindow):
         self.chart_alerts.formRequested.connect(self.open_alert_form)
         self.chart_alerts.message.connect(self.notice.add)
         self.watchlist.alertRequested.connect(self.open_alert_form)
+        self.billing = BillingPanel(runtime.billing_client())
+        billing_scroll = QScrollArea()  # its forms are tall: scrolled, they never force the window's height up
+        billing_scroll.setWidget(self.billing)
+        billing_scroll.setWidgetResizable(True)
+        billing_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.billing_dock = self._dock("Billing", "dock.billing", billing_scroll, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.outbox = OutboxPanel(runtime)
         self.outbox_dock = self._dock("Undelivered notifications", "dock.outbox", self.outbox,
                                       Qt.DockWidgetArea.BottomDockWidgetArea)
@@ -120,7 +127,7 @@ class MainWindow(QMainWindow):
         self.balances = BalancesPanel(runtime)
         self.balances_dock = self._dock("Balances", "dock.balances", self.balances, Qt.DockWidgetArea.BottomDockWidgetArea)
         for dock in (self.fills_dock, self.balances_dock, self.alerts_dock, self.compare_dock, self.sources_dock,
-                     self.outbox_dock, self.health_dock):
+                     self.outbox_dock, self.health_dock, self.billing_dock):
             self.tabifyDockWidget(self.orders_dock, dock)
         self.orders_dock.raise_()
         self.ticket = OrderTicket(runtime)
@@ -152,7 +159,8 @@ class MainWindow(QMainWindow):
 
     def docks(self) -> tuple[QDockWidget, ...]:
         return (self.watchlist_dock, self.ticket_dock, self.orders_dock, self.fills_dock, self.balances_dock,
-                self.alerts_dock, self.compare_dock, self.sources_dock, self.outbox_dock, self.health_dock)
+                self.alerts_dock, self.compare_dock, self.sources_dock, self.outbox_dock, self.health_dock,
+                self.billing_dock)
 
     def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -243,6 +251,9 @@ class MainWindow(QMainWindow):
         if target.kind == "order":
             self.orders_dock.show()
             self.orders_dock.raise_()
+        elif target.kind == "billing":
+            self.billing_dock.show()
+            self.billing_dock.raise_()
 
     def open_alert_form(self, symbol: str, price, kind=None) -> None:  # noqa: ANN001 - Decimal | None, AlertKind
         """The watchlist's "Alert at this price…" and the chart's "New alert at …": the form, filled in."""
@@ -266,6 +277,8 @@ class MainWindow(QMainWindow):
             self.notice.add(f"Alerts and notifications could not start: {exc}")
             return
         self.outbox.attach()
+        if self.runtime.billing is not None:
+            self._billing_task = asyncio.ensure_future(self.billing.start())
 
     # -- running ----------------------------------------------------------------------
 

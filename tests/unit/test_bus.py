@@ -63,7 +63,7 @@ def test_default_priorities() -> None:
     assert default_priority("order.updated") is Priority.MEDIUM
     assert default_priority("fill.new") is Priority.MEDIUM
     assert default_priority("trade.executed") is Priority.MEDIUM
-    assert default_priority("payment.success") is Priority.MEDIUM
+    assert default_priority("payment.succeeded") is Priority.HIGH
     assert default_priority("points.awarded") is Priority.MEDIUM
     assert default_priority("price.updated") is Priority.LOW
     assert default_priority("market.trade") is Priority.LOW
