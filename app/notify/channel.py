@@ -33,7 +33,6 @@ from app.resilience.errors import (
     CircuitOpenError,
     FailureKind,
     ResilienceError,
-    describe_error,
 )
 from app.resilience.guard import Guard
 
@@ -169,8 +168,3 @@ async def guarded(guard: Guard, fn: Callable[[], Awaitable[T]], *, service: str,
             kind=FailureKind.UNKNOWN,
         ) from None
 
-
-def unexpected(service: str, exc: BaseException, secrets: Iterable[str | None] = ()) -> ChannelError:
-    """A library error no rule knows, as a redacted sentence (retried: it may be transient)."""
-    detail = redact(describe_error(exc), secrets)
-    return ChannelError(f"{service} failed: {detail} It will be tried again.", kind=FailureKind.UNKNOWN)

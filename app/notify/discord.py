@@ -140,7 +140,9 @@ class DiscordChannel:
         if s.user_id and not token:
             raise NotConfigured(f"Direct messages need the Discord bot token: enter it in {HINT}.")
         if not webhook and not s.user_id:
-            raise NotConfigured(f"No Discord webhook is stored and no user is set for direct messages: set one in {HINT}.")
+            raise NotConfigured(
+                f"No Discord webhook is stored and no user is set for direct messages: set one in {HINT}."
+            )
         done = set(filter(None, progress.split(",")))
         payload = {"embeds": build_embeds(message), "allowed_mentions": {"parse": []}}
         destinations: list[tuple[str, Callable[[], Any]]] = []

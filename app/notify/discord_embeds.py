@@ -82,7 +82,9 @@ def build_embeds(message: Message, *, description: str | None = None) -> list[di
         first["timestamp"] = timestamp
     embeds = [first]
 
-    body = (description if description is not None else message.summary or message.text).strip()
+    if description is None:
+        description = "\n\n".join(p for p in (message.summary, message.detail) if p) or message.text
+    body = description.strip()
     max_embeds = LIMITS["embeds"]
 
     # Fields before prose: they hold the numbers a trader scans for; the prose may be cut.

@@ -22,6 +22,7 @@ import email.utils
 import hashlib
 import logging
 import re
+import socket
 import ssl
 import time
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ import aiosmtplib
 
 from app.notify.channel import SECRET_SMTP, ChannelError, NotConfigured, SecretGetter, guarded, redact
 from app.notify.message import Message
+from app.notify.templates import APP
 from app.resilience.errors import FailureKind
 from app.resilience.guard import Guard, GuardConfig
 from app.settings import EmailSettings
@@ -65,6 +67,18 @@ def build_email(message: Message, sender: str, recipients: Sequence[str]) -> Ema
     msg.set_content(message.text)
     msg.add_alternative(message.html, subtype="html")
     return msg
+
+
+def _network_reason(exc: OSError) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, socket.gaierror):
+        return "unknown host name"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset"
+    return exc.strerror or type(exc).__name__
 
 
 def _tls_context(ca_file: str | None) -> ssl.SSLContext:
@@ -132,7 +146,9 @@ class EmailChannel:
         s = self.settings
         context: ssl.SSLContext | None = None
         if s.security != "none":
-            context = self._tls_context or await asyncio.to_thread(_tls_context, self._ca_file)
+            if self._tls_context is None:  # built once: loading the system's CAs takes a while
+                self._tls_context = await asyncio.to_thread(_tls_context, self._ca_file)
+            context = self._tls_context
         smtp = aiosmtplib.SMTP(
             hostname=s.host,
             port=s.port,
@@ -160,7 +176,7 @@ class EmailChannel:
             raise self._tls_error(exc) from None
         except OSError as exc:
             raise ChannelError(
-                f"The SMTP server {self._where()} could not be reached ({exc.strerror or type(exc).__name__}); "
+                f"The SMTP server {self._where()} could not be reached ({_network_reason(exc)}); "
                 "the email will be sent when it answers.",
                 kind=FailureKind.UNHEALTHY,
             ) from None
@@ -179,7 +195,8 @@ class EmailChannel:
             )
         return ChannelError(
             f"The encrypted connection to the SMTP server {self._where()} failed ({exc.reason or 'TLS error'}); "
-            f"check that the port and the security setting match the server (465 = tls, 587 = starttls) in {SETTINGS_HINT}.",
+            "check that the port and the security setting match the server (465 = tls, 587 = starttls) in "
+            f"{SETTINGS_HINT}.",
             kind=FailureKind.BUSINESS,
         )
 
@@ -204,7 +221,8 @@ class EmailChannel:
             addresses = ", ".join(r.recipient for r in refused)
             if temporary:
                 return ChannelError(
-                    f"The SMTP server cannot take mail for {addresses} right now ({reply(refused[0].code, refused[0].message)}); "
+                    f"The SMTP server cannot take mail for {addresses} right now "
+                    f"({reply(refused[0].code, refused[0].message)}); "
                     "the email will be sent again later.",
                     kind=FailureKind.UNHEALTHY,
                 )
@@ -216,7 +234,8 @@ class EmailChannel:
         if isinstance(exc, aiosmtplib.SMTPSenderRefused):
             if 400 <= exc.code < 500:
                 return ChannelError(
-                    f"The SMTP server cannot take mail right now ({reply(exc.code, exc.message)}); it will be sent later.",
+                    f"The SMTP server cannot take mail right now ({reply(exc.code, exc.message)}); "
+                    "it will be sent later.",
                     kind=FailureKind.UNHEALTHY,
                 )
             return ChannelError(
@@ -241,8 +260,9 @@ class EmailChannel:
                 kind=FailureKind.BUSINESS,
             )
         if isinstance(exc, aiosmtplib.SMTPConnectError | aiosmtplib.SMTPServerDisconnected):
-            reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else "no connection"
-            verb = "closed the connection" if isinstance(exc, aiosmtplib.SMTPServerDisconnected) else "could not be reached"
+            reason = _network_reason(cause) if isinstance(cause, OSError) else "no connection"
+            disconnected = isinstance(exc, aiosmtplib.SMTPServerDisconnected)
+            verb = "closed the connection" if disconnected else "could not be reached"
             return ChannelError(
                 f"The SMTP server {where} {verb} ({reason}); the email will be sent when it answers.",
                 kind=FailureKind.UNHEALTHY,
@@ -262,8 +282,10 @@ class EmailChannel:
                 kind=FailureKind.BUSINESS,
             )
         if isinstance(exc, aiosmtplib.SMTPNotSupported):
-            return ChannelError(f"The SMTP server {where} does not support this email ({redact(str(exc), [password])}).",
-                                kind=FailureKind.BUSINESS)
+            return ChannelError(
+                f"The SMTP server {where} does not support this email ({redact(str(exc), [password])}).",
+                kind=FailureKind.BUSINESS,
+            )
         return ChannelError(
             f"Sending email through {where} failed ({redact(' '.join(str(exc).split()), [password])[:200]}); "
             "it will be tried again.",
@@ -288,8 +310,6 @@ async def send_test_email(
     Uses its own guard by default: a breaker opened by earlier failures must not
     stop the user from testing the settings they just fixed.
     """
-    from app.notify.templates import APP  # noqa: PLC0415 - keeps the module import light
-
     guard = guard or Guard("notify:email", GuardConfig(call_timeout=timeout + 5, max_concurrent=1))
     channel = EmailChannel(settings, secret, guard, tls_context=tls_context, ca_file=ca_file, timeout=timeout)
     now = time.time()

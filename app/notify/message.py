@@ -79,6 +79,7 @@ class Message:
     severity: str = Severity.INFO
     created_at: float = 0.0  # epoch seconds when the event happened (or was rendered)
     summary: str = ""  # a one-line version of `text` for SMS and the desktop popup
+    detail: str = ""  # longer prose after the summary (an alert's note, a long reason)
     extra: dict[str, str] = field(default_factory=dict)  # free-form, e.g. the footer
 
     def short_text(self) -> str:
@@ -98,6 +99,7 @@ class Message:
                 "severity": self.severity,
                 "created_at": self.created_at,
                 "summary": self.summary,
+                "detail": self.detail,
                 "extra": self.extra,
             },
             ensure_ascii=False,
@@ -120,6 +122,7 @@ class Message:
             severity=data.get("severity", Severity.INFO),
             created_at=float(data.get("created_at", 0.0)),
             summary=data.get("summary", ""),
+            detail=data.get("detail", ""),
             extra=dict(data.get("extra", {})),
         )
 

@@ -28,6 +28,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from app.notify.message import CHANNELS, Message
 from app.store import Store, transaction
@@ -106,8 +107,10 @@ _COLUMNS = (
 )
 
 
-def _row(r: tuple, inserted: bool = False) -> OutboxRow:
-    return OutboxRow(*r, inserted=inserted)
+def _row(r: tuple[Any, ...], inserted: bool = False) -> OutboxRow:
+    row_id, message_id, channel, kind, title, payload, status, attempts, error, progress, next_at, created, done = r
+    return OutboxRow(row_id, message_id, channel, kind, title, payload, status, attempts, error, progress, next_at,
+                     created, done, inserted=inserted)
 
 
 # --------------------------------------------------------------------------- functions on the store's thread
@@ -141,9 +144,9 @@ def _due(conn: sqlite3.Connection, now: int, limit: int) -> list[OutboxRow]:
     return [_row(r) for r in rows]
 
 
-def _pending_times(conn: sqlite3.Connection) -> list[tuple[int, int]]:
+def _pending_times(conn: sqlite3.Connection) -> list[tuple[int, str, int]]:
     return conn.execute(
-        "SELECT id, next_attempt_at FROM notify_outbox WHERE status = ? ORDER BY next_attempt_at LIMIT 1000",
+        "SELECT id, channel, next_attempt_at FROM notify_outbox WHERE status = ? ORDER BY next_attempt_at LIMIT 1000",
         (PENDING,),
     ).fetchall()
 
@@ -161,7 +164,12 @@ def _finish(
 
 
 def _set_status(
-    conn: sqlite3.Connection, message_id: str, channel: str | None, status: str, now: int, from_statuses: tuple[str, ...]
+    conn: sqlite3.Connection,
+    message_id: str,
+    channel: str | None,
+    status: str,
+    now: int,
+    from_statuses: tuple[str, ...],
 ) -> int:
     marks = ",".join("?" for _ in from_statuses)
     sql = (
@@ -175,7 +183,7 @@ def _set_status(
     return conn.execute(sql, args).rowcount
 
 
-def _undelivered(conn: sqlite3.Connection, limit: int) -> list[tuple]:
+def _undelivered(conn: sqlite3.Connection, limit: int) -> list[tuple[Any, ...]]:
     return conn.execute(
         "SELECT message_id, channel, kind, title, status, attempts, last_error, next_attempt_at, created_at "
         "FROM notify_outbox WHERE status IN ('pending', 'failed') ORDER BY created_at DESC, id DESC LIMIT ?",
@@ -204,12 +212,12 @@ class Outbox:
         self,
         store: Store,
         *,
-        backoff: Backoff = Backoff(),
+        backoff: Backoff | None = None,
         wall: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
     ) -> None:
         self._store = store
-        self.backoff = backoff
+        self.backoff = backoff or Backoff()
         self._wall = wall
         self._rng = rng
 
@@ -220,17 +228,19 @@ class Outbox:
         """Insert every row in one transaction; an existing (message id, channel) is kept as it is."""
         for new in rows:
             if new.channel not in CHANNELS:
-                raise ValueError(f"'{new.channel}' is not a notification channel; the channels are: {', '.join(CHANNELS)}")
+                raise ValueError(
+                    f"'{new.channel}' is not a notification channel; the channels are: {', '.join(CHANNELS)}"
+                )
         return await self._store.run(_enqueue, list(rows), self._now_ms())
 
     async def due(self, limit: int = 200) -> list[OutboxRow]:
         """Pending rows whose next attempt is due, oldest first."""
         return await self._store.run(_due, self._now_ms(), limit)
 
-    async def pending_times(self) -> list[tuple[int, float]]:
-        """(row id, next attempt in epoch seconds) of pending rows, soonest first."""
+    async def pending_times(self) -> list[tuple[int, str, float]]:
+        """(row id, channel, next attempt in epoch seconds) of pending rows, soonest first."""
         rows = await self._store.run(_pending_times)
-        return [(row_id, at / 1000.0) for row_id, at in rows]
+        return [(row_id, channel, at / 1000.0) for row_id, channel, at in rows]
 
     async def delivered(self, row: OutboxRow, progress: str = "") -> None:
         now = self._now_ms()

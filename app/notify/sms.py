@@ -34,6 +34,9 @@ from app.settings import SmsSettings
 __all__ = ["SMS_MAX_CHARS", "SmsChannel", "sms_body", "twilio_available"]
 
 log = logging.getLogger(__name__)
+# The SDK logs every request and response header at INFO; only its warnings are worth keeping.
+_sdk_log = logging.getLogger(__name__ + ".twilio_sdk")
+_sdk_log.setLevel(logging.WARNING)
 
 SERVICE = "SMS (Twilio)"
 HINT = "Settings → Notifications"
@@ -66,11 +69,11 @@ def _make_client(account_sid: str, token: str, api_base: str, timeout: float) ->
     from twilio.http.http_client import TwilioHttpClient  # noqa: PLC0415 - optional dependency
     from twilio.rest import Client  # noqa: PLC0415
 
-    class RebasedHttpClient(TwilioHttpClient):
-        def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    class RebasedHttpClient(TwilioHttpClient):  # type: ignore[misc]  # the SDK ships no type hints
+        def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
             return super().request(method, _rebase(url, api_base) if api_base else url, *args, **kwargs)
 
-    return Client(account_sid, token, http_client=RebasedHttpClient(timeout=timeout))
+    return Client(account_sid, token, http_client=RebasedHttpClient(timeout=timeout, logger=_sdk_log))
 
 
 class SmsChannel:

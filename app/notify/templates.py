@@ -72,9 +72,12 @@ def _amount(value: Any, what: str) -> Decimal:
     if isinstance(value, float) or isinstance(value, bool):
         raise TemplateError(f"{what} must be a Decimal, not {type(value).__name__}: a float has lost the exact amount")
     try:
-        return Decimal(str(value).strip()) if not isinstance(value, Decimal) else value
+        amount = value if isinstance(value, Decimal) else Decimal(str(value).strip())
     except ArithmeticError:
         raise TemplateError(f"{what} {value!r} is not a number") from None
+    if not amount.is_finite():
+        raise TemplateError(f"{what} must be a finite number, not {value!r}")
+    return amount
 
 
 def _split(symbol: str) -> tuple[str, str]:
@@ -129,9 +132,8 @@ def _assemble(
     text = "\n".join(text_lines)
 
     e = html.escape
-    rows = "".join(
-        f'<tr><th align="left" style="padding:2px 12px 2px 0">{e(f.name)}</th><td>{e(f.value)}</td></tr>' for f in fields
-    )
+    th = '<th align="left" style="padding:2px 12px 2px 0">'
+    rows = "".join(f"<tr>{th}{e(f.name)}</th><td>{e(f.value)}</td></tr>" for f in fields)
     detail_html = f"<p>{e(detail)}</p>" if detail else ""
     table = f'<table cellspacing="0" cellpadding="0">{rows}</table>' if rows else ""
     body = (
@@ -153,6 +155,7 @@ def _assemble(
         severity=severity,
         created_at=created_at,
         summary=summary,
+        detail=detail,
         extra={"footer": APP},
     )
 
@@ -173,7 +176,10 @@ def _trade_executed(data: Any, message_id: str, now: float) -> Message:
         raise TemplateError(f"side must be 'buy' or 'sell', not {side!r}")
     where = f" on {_venue_name(venue)}" if venue else ""
     title = f"{verb} {format_amount(amount)} {base} at {format_money(price, quote)}"
-    summary = f"{verb} {format_amount(amount)} {base} at {format_money(price, quote)}{where} (value {format_money(value, quote)})."
+    summary = (
+        f"{verb} {format_amount(amount)} {base} at {format_money(price, quote)}{where} "
+        f"(value {format_money(value, quote)})."
+    )
     fee = _opt(data, "fee")
     fee_text = format_money(_amount(fee, "fee"), str(_opt(data, "fee_asset") or "")) if fee is not None else ""
     order_id = str(_opt(data, "order_id") or "")
@@ -207,7 +213,9 @@ def _price_alert(data: Any, message_id: str, now: float) -> Message:
     where = f" on {_venue_name(venue)}" if venue else ""
     if condition and threshold is not None:
         title = f"{symbol} {condition} {format_amount(threshold)}"
-        summary = f"{symbol} is {format_money(price, quote)}{where}: {condition} your alert at {format_amount(threshold)}."
+        summary = (
+            f"{symbol} is {format_money(price, quote)}{where}: {condition} your alert at {format_amount(threshold)}."
+        )
     else:
         title = f"Price alert: {symbol} at {format_amount(price)}"
         summary = f"{symbol} is {format_money(price, quote)}{where}."
@@ -287,7 +295,9 @@ def _payment_succeeded(data: Any, message_id: str, now: float) -> Message:
     reference = str(_opt(data, "reference") or "")
     plan = str(_opt(data, "plan") or "")
     title = f"Payment received: {format_money(amount, currency)}"
-    extra = f"; {format_amount(_amount(points, 'points'))} points were added to your account" if points is not None else ""
+    extra = ""
+    if points is not None:
+        extra = f"; {format_amount(_amount(points, 'points'))} points were added to your account"
     summary = f"Your payment of {format_money(amount, currency)} went through{extra}."
     fields = [
         Field("Amount", format_money(amount, currency)),
@@ -307,7 +317,10 @@ def _payment_failed(data: Any, message_id: str, now: float) -> Message:
     reason = _text(data, "reason")
     reference = str(_opt(data, "reference") or "")
     title = f"Payment failed: {format_money(amount, currency)}"
-    summary = f"Your payment of {format_money(amount, currency)} did not go through: {reason.rstrip('.')}. Nothing was charged."
+    summary = (
+        f"Your payment of {format_money(amount, currency)} did not go through: {reason.rstrip('.')}. "
+        "Nothing was charged."
+    )
     fields = [
         Field("Amount", format_money(amount, currency)),
         Field("Reason", reason, inline=False),
