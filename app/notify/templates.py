@@ -295,13 +295,15 @@ def _payment_succeeded(data: Any, message_id: str, now: float) -> Message:
     reference = str(_opt(data, "reference") or "")
     plan = str(_opt(data, "plan") or "")
     title = f"Payment received: {format_money(amount, currency)}"
+    # A plan payment carries no points (0 or absent): say nothing about points then.
+    has_points = points is not None and _amount(points, "points") != 0
     extra = ""
-    if points is not None:
+    if has_points:
         extra = f"; {format_amount(_amount(points, 'points'))} points were added to your account"
     summary = f"Your payment of {format_money(amount, currency)} went through{extra}."
     fields = [
         Field("Amount", format_money(amount, currency)),
-        Field("Points", format_amount(_amount(points, "points")) if points is not None else ""),
+        Field("Points", format_amount(_amount(points, "points")) if has_points else ""),
         Field("Plan", plan),
         Field("Reference", reference, inline=False),
     ]
@@ -332,6 +334,34 @@ def _payment_failed(data: Any, message_id: str, now: float) -> Message:
     )
 
 
+def _order_rejected(data: Any, message_id: str, now: float) -> Message:
+    symbol = _text(data, "symbol")
+    side = _text(data, "side").lower()
+    amount = _amount(_get(data, "amount"), "amount")
+    price = _opt(data, "price")
+    reason = str(_opt(data, "reason") or "no reason was given").strip()
+    venue = str(_opt(data, "venue") or "")
+    order_id = str(_opt(data, "order_id") or "")
+    base, quote = _split(symbol)
+    at = f" at {format_money(_amount(price, 'price'), quote)}" if price is not None else ""
+    title = f"Order rejected: {side} {format_amount(amount)} {base}{at}"
+    where = f" by {_venue_name(venue)}" if venue else ""
+    summary = f"Your {side} order for {format_amount(amount)} {base}{at} was rejected{where}: {reason.rstrip('.')}."
+    fields = [
+        Field("Symbol", symbol),
+        Field("Side", side.capitalize()),
+        Field("Amount", format_money(amount, base)),
+        Field("Price", format_money(_amount(price, "price"), quote) if price is not None else "market"),
+        Field("Reason", reason, inline=False),
+        Field("Order", order_id, inline=False),
+    ]
+    target = Target("order", order_id, venue, symbol) if order_id else Target("symbol", symbol, venue, symbol)
+    return _assemble(
+        message_id=message_id, kind="order_rejected", title=title, summary=summary, fields=fields, colour=RED,
+        target=target, severity=Severity.WARNING, created_at=_when(data, now),
+    )
+
+
 _TEMPLATES: dict[str, Callable[[Any, str, float], Message]] = {
     "trade_executed": _trade_executed,
     "price_alert": _price_alert,
@@ -339,6 +369,7 @@ _TEMPLATES: dict[str, Callable[[Any, str, float], Message]] = {
     "strategy_stopped": _strategy_stopped,
     "payment_succeeded": _payment_succeeded,
     "payment_failed": _payment_failed,
+    "order_rejected": _order_rejected,  # the alerts' "order rejected" event
 }
 
 KINDS: tuple[str, ...] = tuple(_TEMPLATES)

@@ -389,6 +389,7 @@ _ACTIVITIES = {
     "smtp": "email notifications",
     "discord": "Discord notifications",
     "relay": "payments",
+    "notify": "notifications",
 }
 
 

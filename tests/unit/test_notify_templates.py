@@ -26,6 +26,8 @@ SAMPLES = {
     "payment_succeeded": {"amount": Decimal("20.00"), "currency": "usd", "points": 2000, "reference": "pi_123"},
     "payment_failed": {"amount": Decimal("20.00"), "currency": "EUR", "reason": "the card was declined",
                        "reference": "pi_456"},
+    "order_rejected": {"symbol": "ETH/USDT", "side": "sell", "amount": Decimal("2"), "price": Decimal("3100.5"),
+                       "venue": "binance", "order_id": "mt00ff", "reason": "Account has insufficient balance."},
 }
 
 EXPECTED_TITLES = {
@@ -35,6 +37,7 @@ EXPECTED_TITLES = {
     "strategy_stopped": "Strategy stopped: grid-btc",
     "payment_succeeded": "Payment received: 20.00 USD",
     "payment_failed": "Payment failed: 20.00 EUR",
+    "order_rejected": "Order rejected: sell 2 ETH at 3,100.5 USDT",
 }
 
 
@@ -105,3 +108,9 @@ def test_a_message_survives_the_outbox_json_unchanged() -> None:
     for kind in KINDS:
         m = render(kind, SAMPLES[kind], f"id-{kind}", now=NOW)
         assert Message.from_json(m.to_json()) == m
+
+
+def test_a_plan_payment_says_nothing_about_points() -> None:
+    m = render("payment_succeeded", {"amount": Decimal("9.99"), "currency": "usd", "points": 0, "plan": "Pro",
+                                     "reference": "pi_9"}, "m1", now=NOW)
+    assert "points" not in m.text.lower() and "Plan: Pro" in m.text
