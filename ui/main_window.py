@@ -19,6 +19,7 @@ from ui.compare import ComparePanel
 from ui.alerts_view import AlertsPanel
 from ui.billing_panel import BillingPanel
 from ui.chart_alerts import ChartAlerts
+from ui.notify_dialog import NotificationsDialog
 from ui.outbox_view import OutboxPanel
 from ui.sources import SourcesPanel
 from ui.tray import Tray, app_icon
@@ -183,10 +184,19 @@ class MainWindow(QMainWindow):
         keys = QAction("API keys…", self)
         keys.triggered.connect(self.open_keys_dialog)
         settings_menu.addAction(keys)
+        notifications = QAction("Notifications…", self)
+        notifications.triggered.connect(self.open_notifications_dialog)
+        settings_menu.addAction(notifications)
         help_menu = self.menuBar().addMenu("&Help")
         about = QAction(f"Meridian Terminal {__version__}", self)
         about.setEnabled(False)
         help_menu.addAction(about)
+
+    def open_notifications_dialog(self) -> NotificationsDialog:
+        dialog = NotificationsDialog(self.runtime, self)
+        dialog.open()
+        self.notifications_dialog = dialog
+        return dialog
 
     def open_keys_dialog(self) -> ApiKeysDialog:
         dialog = ApiKeysDialog(self.runtime, self)

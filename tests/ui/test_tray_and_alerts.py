@@ -116,3 +116,21 @@ def test_watchlist_menu_and_chart_open_the_alert_form_at_the_price(open_window, 
     form = window.alerts_panel.form
     assert form.kind.currentData() == AlertKind.PRICE_BELOW or form.kind.currentText() == AlertKind.PRICE_BELOW.label
     assert form.price.text().replace(",", "") != ""
+
+
+def test_send_test_email_reports_next_to_the_button(open_window, qtbot, smtp) -> None:
+    port, inbox = smtp
+    email = EmailSettings(host="127.0.0.1", port=port, security="none", sender="m@example.com",
+                          recipients=("trader@example.com",))
+    window = open_window(replace(FAST, notify=NotifySettings(email=email)))
+    dialog = window.open_notifications_dialog()
+    assert dialog.test_button.isEnabled() and dialog.email_state.text() == "Ready."
+    dialog.test_button.click()
+    qtbot.waitUntil(lambda: dialog.test_result.text().startswith("A test email was sent"), timeout=10_000)
+    assert len(inbox.messages) == 1 and inbox.messages[0]["To"] == "trader@example.com"
+    dialog.close()
+
+    # Nothing set up: the button is off and the dialog says what to fill in.
+    plain = open_window()
+    d2 = plain.open_notifications_dialog()
+    assert not d2.test_button.isEnabled() and "Email is not set up" in d2.email_state.text()
