@@ -129,3 +129,30 @@ async def test_with_a_coinmarketcap_key_crypto_rows_gain_market_cap_and_rank(tmp
             assert all(r.headers.get("x-cmc_pro_api_key") == API_KEY for r in cmc.requests)
         finally:
             await rt.stop()
+
+
+async def test_an_open_venue_breaker_brings_stand_in_prices_even_with_a_live_stream(
+        yahoo: YahooServer, tmp_path: Path) -> None:
+    from app.market.aggregator import Aggregator
+    from app.market.provider_feed import ProviderFeed
+    from app.market.providers import Yahoo
+    from app.market.state import MarketState
+    from app.bus import EventBus
+    from app.resilience.guard import Guard, GuardConfig
+
+    bus = EventBus()
+    await bus.start()
+    state = MarketState()
+    state.connection = ConnectionStatus("binance", ConnectionState.LIVE)
+    agg = Aggregator([Yahoo(None, base_url=yahoo.url, guard=Guard("marketdata:yahoo", GuardConfig()))])
+    breaker_open = False
+    feed = ProviderFeed(bus, state, agg, provider_symbols=[], venue_symbols=["BTC/USDT"],
+                        venue_down=lambda: breaker_open)
+    await feed.poll_once()
+    assert "BTC/USDT" not in state.alt  # live and healthy: nobody is asked
+    breaker_open = True
+    await feed.poll_once()
+    assert state.venue_down and not state.venue_live
+    assert state.alt["BTC/USDT"].provider == "yahoo"
+    await agg.close()
+    await bus.stop()
