@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 ARGS ?=
 
-.PHONY: run test smoke bench venv clean
+.PHONY: run test smoke bench venv clean dist dist-test
 
 venv:
 	@if ! $(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1; then \
@@ -40,4 +40,12 @@ bench: $(VENV)/.installed-test
 	$(PY) tests/benchmarks/bench_orders.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+
+# `make dist` builds this machine's installers into dist/ (installer/README.md); slow, in its own
+# clean venv (build/venv). `make dist-test` builds them, then starts and inspects what it built.
+dist:
+	@interpreter=$$(sh scripts/find-python.sh) || exit 1; "$$interpreter" installer/build.py $(DIST_ARGS)
+
+dist-test: dist $(VENV)/.installed-test
+	$(PY) -m pytest tests/packaging -p no:cacheprovider $(PYTEST_ARGS)

@@ -101,7 +101,8 @@ class SourcesPanel(QWidget):
         self.refresh()
 
     def refresh(self) -> None:
-        if self._closed or not self.symbol or (self._task is not None and not self._task.done()):
+        # Only while someone can see it: every refresh may cost provider quota (and, offline, DNS lookups).
+        if self._closed or not self.symbol or not self.isVisible() or (self._task is not None and not self._task.done()):
             return
         self._task = asyncio.ensure_future(self._refresh(self.symbol))
 
@@ -114,6 +115,10 @@ class SourcesPanel(QWidget):
         if not self._closed and shiboken6.isValid(self.model) and symbol == self.symbol:
             self.model.set_rows(rows)
             self.refreshes += 1
+
+    def showEvent(self, event) -> None:  # noqa: N802, ANN001 (Qt API)
+        super().showEvent(event)
+        self.refresh()  # brought to the front: fresh rows at once, not at the next tick
 
     def shutdown(self) -> None:
         self._closed = True

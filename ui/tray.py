@@ -23,7 +23,7 @@ from PySide6.QtWidgets import QMenu, QSystemTrayIcon, QWidget
 from ui import theme
 
 log = logging.getLogger(__name__)
-ICON_FILE = Path(__file__).with_name("icons") / "meridian.svg"
+ICON_FILE = Path(__file__).with_name("meridian.svg")  # package data; the installers render theirs from it
 
 
 def app_icon() -> QIcon:

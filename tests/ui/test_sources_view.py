@@ -64,6 +64,8 @@ def test_sources_view_lists_every_source_with_age_and_distance_from_the_median(o
     window = open_window(settings(yahoo.url))
     panel = window.sources
     model = panel.model
+    assert model.rowCount() == 0  # behind another tab: it asks nobody
+    window.sources_dock.raise_()
 
     def column(name: str) -> list[str]:
         return [model.data(model.index(r, SOURCE_COLUMNS.index(name))) for r in range(model.rowCount())]
