@@ -104,6 +104,9 @@ class ChartWidget(QWidget):
         self.last_label = pg.TextItem("", anchor=(1, 0.5), color="#ffffff", fill=pg.mkBrush(theme.UP))
         self.last_label.setFont(QFont("DejaVu Sans Mono", 9))
         self.price_plot.addItem(self.last_label, ignoreBounds=True)
+        # Until a candle arrives there is no last price: a tag at 0 would look like a price.
+        self.last_line.hide()
+        self.last_label.hide()
 
         cross_pen = pg.mkPen(theme.CROSSHAIR, style=Qt.PenStyle.DotLine)
         self.cross_v = pg.InfiniteLine(angle=90, movable=False, pen=cross_pen)
@@ -168,6 +171,8 @@ class ChartWidget(QWidget):
         self.symbol = symbol
         self.price_decimals = price_decimals
         self._follow = True
+        self.last_line.hide()  # the previous symbol's price must not show over the next one's
+        self.last_label.hide()
         self._start_load()
 
     def set_timeframe(self, timeframe: str) -> None:
@@ -277,6 +282,8 @@ class ChartWidget(QWidget):
         self.last_label.fill = pg.mkBrush(colour)
         self.last_label.setText(fmt.price(c, self.price_decimals))
         self.last_line.setPos(c)
+        self.last_line.show()
+        self.last_label.show()
         self._place_last_label()
         if not self.cross_v.isVisible() and self._arrays is not None and len(self._arrays):
             self._set_readout(len(self._arrays) - 1)  # with no mouse over the chart, read out the live candle
