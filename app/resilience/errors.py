@@ -62,11 +62,11 @@ import email.utils
 import enum
 import re
 import smtplib
+import sys
 import time
 from typing import Any
 
 import aiohttp
-import ccxt
 
 __all__ = [
     "BulkheadFullError",
@@ -171,7 +171,15 @@ def _ccxt_fallback_status(exc: BaseException) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _classify_ccxt(exc: ccxt.BaseError) -> FailureKind:
+def _is_ccxt(exc: BaseException) -> bool:
+    """A ccxt error, without importing ccxt (half a second at start-up) when none can exist yet."""
+    ccxt = sys.modules.get("ccxt")
+    return ccxt is not None and isinstance(exc, ccxt.BaseError)
+
+
+def _classify_ccxt(exc: BaseException) -> FailureKind:
+    import ccxt  # already imported: _is_ccxt found it in sys.modules
+
     # Most specific first: the ccxt hierarchy nests these (see the module docstring).
     if isinstance(exc, ccxt.ExchangeNotAvailable) and not isinstance(exc, ccxt.OnMaintenance):
         status = _ccxt_fallback_status(exc)
@@ -222,7 +230,7 @@ def _classify_one(exc: BaseException) -> FailureKind:
     tagged = getattr(exc, "failure_kind", None)
     if isinstance(tagged, FailureKind):
         return tagged
-    if isinstance(exc, ccxt.BaseError):
+    if _is_ccxt(exc):
         return _classify_ccxt(exc)
     if isinstance(exc, aiohttp.ClientResponseError):
         return classify_status(exc.status) if exc.status else FailureKind.UNKNOWN
