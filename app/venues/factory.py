@@ -34,7 +34,7 @@ def _exchange(module: str, cls: str) -> Callable[..., Venue]:
 def _mt5(config: Any, bus: Any = None) -> Venue:
     from app.venues.mt5 import MT5Venue
 
-    return MT5Venue(config) if config is not None else MT5Venue()
+    return MT5Venue(config, bus=bus) if config is not None else MT5Venue(bus=bus)
 
 
 _BUILDERS: dict[str, Callable[..., Venue]] = {

@@ -146,6 +146,8 @@ from app.domain import (
     TimeInForce,
 )
 from app.market.candles import CandleArrays
+from app.resilience.errors import CallTimeoutError, CircuitOpenError, FailureKind, ResilienceError
+from app.resilience.guard import Guard, GuardConfig
 from app.venues.base import (
     InsufficientFunds,
     OrderNotFound,
@@ -388,8 +390,14 @@ class MT5Venue:
     title = "MetaTrader 5"
 
     def __init__(self, config: MT5Config | None = None, module: Any = None, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, bus: Any = None, guard: Guard | None = None) -> None:
         self.config = config or MT5Config()
+        # Like every venue, behind a guard: a hung or crashed terminal opens the breaker (the health
+        # panel shows it) instead of every poll queueing behind it. No rate limit worth the name: the
+        # terminal is local; the one worker thread is the real bulkhead.
+        self.guard = guard or Guard("exchange:mt5", GuardConfig(rate_per_second=1000.0, burst=1000.0,
+                                                                call_timeout=30.0, retry_first_delay=0.5),
+                                    bus=bus)
         self._mt5 = load_module(module)
         self._clock = clock
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mt5")
@@ -408,22 +416,39 @@ class MT5Venue:
     # -- the worker ------------------------------------------------------------------------------
 
     async def _run(self, what: str, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn` on the MT5 thread. Failures become VenueError sentences; `what` completes 'while ...'."""
+        """Run `fn` on the MT5 thread through the guard (reads are idempotent: retried when the terminal
+        failed). Failures become VenueError sentences; `what` completes 'while ...'."""
         if self._closed:
             raise VenueUnavailable("The MetaTrader 5 connection is closed.")
+        try:
+            return await self.guard.call(lambda: self._attempt(what, fn, *args), idempotent=True, what=what)
+        except CircuitOpenError as exc:
+            raise VenueUnavailable(str(exc)) from None
+        except ResilienceError as exc:  # a timeout: the terminal did not answer
+            raise VenueUnavailable(f"The MetaTrader 5 terminal did not answer while {what}: {exc}") from None
+
+    async def _attempt(self, what: str, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
-        except (VenueError, AssertionError):  # an AssertionError is a broken invariant: a bug, shown as one
+        except AssertionError:  # a broken invariant: a bug, shown as one
+            raise
+        except VenueUnavailable as exc:
+            exc.failure_kind = FailureKind.UNHEALTHY  # type: ignore[attr-defined]
+            raise
+        except VenueError as exc:  # an unknown symbol, a refused request: the terminal is fine
+            exc.failure_kind = FailureKind.BUSINESS  # type: ignore[attr-defined]
             raise
         except Exception as exc:
             if self._closed:
                 raise VenueUnavailable("The MetaTrader 5 connection is closed.") from None
             log.warning("MetaTrader 5 failed while %s", what, exc_info=True)
-            raise VenueUnavailable(
+            err = VenueUnavailable(
                 f"The MetaTrader 5 terminal failed while {what} ({type(exc).__name__}). "
                 "Check that the terminal is still running and logged in."
-            ) from None
+            )
+            err.failure_kind = FailureKind.UNHEALTHY  # type: ignore[attr-defined]
+            raise err from None
 
     def _last_error(self) -> tuple[int, str]:
         try:
@@ -757,8 +782,19 @@ class MT5Venue:
         if self._closed:
             raise VenueUnavailable("The MetaTrader 5 connection is closed; the order was not sent.")
         loop = asyncio.get_running_loop()
-        try:
+
+        async def send() -> Order:
             return await loop.run_in_executor(self._executor, self._w_create, request, spec, trade)
+
+        try:
+            # Not idempotent: tried exactly once. An open breaker means nothing was sent.
+            return await self.guard.call(send, idempotent=False, what="placing an order")
+        except CircuitOpenError as exc:
+            raise VenueUnavailable(f"{exc} The order was not sent.") from None
+        except CallTimeoutError:
+            raise OrderOutcomeUnknown(
+                f"MetaTrader 5 did not answer for the order {request.client_order_id} in time. It is being "
+                "checked before anything is resent.", request.client_order_id) from None
         except (VenueError, AssertionError):
             raise
         except Exception as exc:  # the package failed mid-call: the order may have gone out

@@ -571,3 +571,66 @@ async def test_close_shuts_the_terminal_down_on_the_worker_and_stops(term, venue
 async def test_the_venue_satisfies_the_protocol(venue):
     assert isinstance(venue, Venue)
     assert (venue.name, venue.title) == ("mt5", "MetaTrader 5")
+
+
+# --------------------------------------------------------------------------- the guard
+
+
+async def test_a_terminal_that_keeps_failing_opens_the_breaker_and_then_fails_fast(term, clock, monkeypatch):
+    from app.resilience.guard import Guard, GuardConfig
+
+    guard = Guard("exchange:mt5", GuardConfig(failure_threshold=2, retry_attempts=1, reset_timeout=60,
+                                              rate_per_second=1000, burst=1000))
+    venue = MT5Venue(MT5Config(poll_interval_ms=10), module=term, clock=clock, guard=guard)
+    try:
+        await venue.connect()
+
+        def broken(*_a, **_k):  # noqa: ANN002, ANN003
+            raise OSError("pipe closed")
+
+        monkeypatch.setattr(term, "account_info", broken)
+        for _ in range(2):
+            with pytest.raises(VenueUnavailable) as err:
+                await venue.fetch_balance()
+            assert_sentence(str(err.value))
+        assert guard.health().state == "open"
+        calls = len(term.calls)
+        with pytest.raises(VenueUnavailable) as err:
+            await venue.fetch_balance()
+        assert len(term.calls) == calls  # failed fast: the terminal was not asked again
+        assert "MetaTrader" in str(err.value) or "paused" in str(err.value).lower()
+    finally:
+        await venue.close()
+
+
+async def test_an_unknown_symbol_never_counts_against_the_terminal(venue):
+    await venue.connect()
+    for _ in range(6):
+        with pytest.raises(VenueError):
+            await venue.fetch_ticker("NOPE/XYZ")
+    health = venue.guard.health()
+    assert health.state == "closed" and health.failures == 0
+
+
+async def test_an_order_the_terminal_does_not_answer_in_time_is_unknown_not_resent(term, clock, monkeypatch):
+    from app.resilience.guard import Guard, GuardConfig
+
+    guard = Guard("exchange:mt5", GuardConfig(call_timeout=0.2, rate_per_second=1000, burst=1000))
+    venue = MT5Venue(MT5Config(poll_interval_ms=10), module=term, clock=clock, guard=guard)
+    try:
+        await venue.connect()
+        await venue.load_markets()
+        real = term.order_send
+
+        def slow(request):  # noqa: ANN001, ANN202
+            time.sleep(0.5)
+            return real(request)
+
+        monkeypatch.setattr(term, "order_send", slow)
+        with pytest.raises(OrderOutcomeUnknown) as err:
+            await venue.create_order(req(cid="cid-slow"))
+        assert err.value.client_order_id == "cid-slow"
+        await asyncio.sleep(0.6)
+        assert len([c for c in term.calls if c[0] == "order_send"]) == 1  # tried exactly once
+    finally:
+        await venue.close()
