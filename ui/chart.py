@@ -173,6 +173,7 @@ class ChartWidget(QWidget):
         self._follow = True
         self.last_line.hide()  # the previous symbol's price must not show over the next one's
         self.last_label.hide()
+        self._clear_candles()  # nor its candles under the next one's title while that loads
         self._start_load()
 
     def set_timeframe(self, timeframe: str) -> None:
@@ -215,6 +216,14 @@ class ChartWidget(QWidget):
         self._version = self._history_version = -1
         self._show_message("")
         self.refresh()
+
+    def _clear_candles(self) -> None:
+        empty = np.empty(0)
+        for item in (self.candles, self.live_candle):
+            item.set_data(empty, empty, empty, empty, empty, 1.0)
+        for item in (self.volume, self.live_volume):
+            item.set_data(empty, empty, empty, empty, 1.0)
+        self._arrays = None
 
     def _show_message(self, text: str) -> None:
         self.message.setText(text)

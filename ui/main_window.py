@@ -110,6 +110,8 @@ class MainWindow(QMainWindow):
         self.chart_alerts.formRequested.connect(self.open_alert_form)
         self.chart_alerts.message.connect(self.notice.add)
         self.watchlist.alertRequested.connect(self.open_alert_form)
+        self.watchlist.widthWanted.connect(
+            lambda w: self.resizeDocks([self.watchlist_dock], [min(w, self.width() // 2)], Qt.Orientation.Horizontal))
         self.billing = BillingPanel(runtime.billing_client())
         billing_scroll = QScrollArea()  # its forms are tall: scrolled, they never force the window's height up
         billing_scroll.setWidget(self.billing)

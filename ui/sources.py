@@ -95,6 +95,8 @@ class SourcesPanel(QWidget):
     def set_symbol(self, symbol: str, decimals: int) -> None:
         if symbol != self.symbol:
             self.model.set_rows([])
+            if self._task is not None and not self._task.done():
+                self._task.cancel()  # the last symbol's answer is no use; ask for this one now
         self.symbol = symbol
         self.model.decimals = decimals
         self.caption.setText(f"{symbol}: every source's price, its age and its distance from the median.")

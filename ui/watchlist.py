@@ -189,6 +189,7 @@ class WatchlistView(QTableView):
     symbolActivated = Signal(str)
     priceChosen = Signal(str, object)  # a double-click on a last, bid or ask cell: (symbol, Decimal price)
     alertRequested = Signal(str, object, object)  # the context menu: (symbol, Decimal price or None, AlertKind or None)
+    widthWanted = Signal(int)  # a column appeared: the width that shows every column without scrolling
 
     def __init__(self, model: WatchlistModel, refresh_hz: int = 30, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -230,9 +231,20 @@ class WatchlistView(QTableView):
         """Market cap and source take room only when there is something to show: a crypto-only watchlist
         on a live venue needs neither, and the dock stays narrow enough for prices."""
         state = self.source.state
+        before = [self.isColumnHidden(c) for c in range(len(COLUMNS))]
         self.setColumnHidden(COLUMNS.index("Mkt cap"),
                              not any(getattr(m, "market_cap", None) for m in state.meta.values()))
         self.setColumnHidden(SOURCE_COL, not (state.provider_symbols or state.alt))
+        if [self.isColumnHidden(c) for c in range(len(COLUMNS))] != before:
+            QTimer.singleShot(0, self._ask_for_width)  # once the new column has measured its contents
+
+    def _ask_for_width(self) -> None:
+        header = self.horizontalHeader()
+        needed = sum(header.sectionSizeHint(c) if header.sectionSize(c) == 0 else header.sectionSize(c)
+                     for c in range(len(COLUMNS)) if not self.isColumnHidden(c))
+        needed += self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth() + 8
+        if needed > self.viewport().width():
+            self.widthWanted.emit(needed)
 
     def _activate(self, index: QModelIndex) -> None:
         symbol = self.proxy.data(index, SYMBOL_ROLE)

@@ -86,8 +86,10 @@ class ProviderFeed:
             jobs += [self._stand_in(s) for s in self.venue_symbols]
         # Market cap and rank for exchange rows come only from CoinMarketCap; asking a keyless provider
         # for every crypto row's name once a day would spend its quota for nothing shown.
+        # Stock rows' names are not shown, so only CoinMarketCap (market cap, rank) is asked, for crypto rows.
         cmc = any(p.name == "coinmarketcap" and p.configured for p in self.aggregator.providers)
-        jobs += [self._metadata(s) for s in (self.venue_symbols if cmc else []) + self.provider_symbols]
+        if cmc:
+            jobs += [self._metadata(s) for s in self.venue_symbols + self.provider_symbols if "/" in s]
         await asyncio.gather(*jobs)
         self.rounds += 1
 
