@@ -8,9 +8,11 @@ so this stays one straight loop that is easy to reason about.
 - Subscriptions are sent on every connect, so a reconnect always resubscribes.
 - Silence: no frame within `silence_after` seconds (a multiple of the channel's
   normal push interval, from the codec) closes the connection.
-- Protocol pings every `ping_interval` s with a `ping_timeout` for the pong (the
-  websockets library enforces it); exchanges that want an application ping (Gate's
-  `spot.ping`, MEXC's `PING`) get it from the codec on their own interval.
+- The websocket is `app.streams.transport`: the `websockets` library's Sans-I/O
+  protocol on our own asyncio protocol, which hands over every frame of a TCP read
+  at once. It sends protocol pings every `ping_interval` s and fails the connection
+  when a pong is `ping_timeout` s overdue; exchanges that want an application ping
+  (Gate's `spot.ping`, MEXC's `PING`) get it from the codec on their own interval.
 - A frame the codec cannot parse is counted and logged once per kind; it never ends
   the connection.
 """
@@ -25,13 +27,17 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from app.streams.codecs.common import MalformedFrame
+from app.streams.transport import WsConnection, open_connection
 from app.venues.base import StreamEvent, VenueUnavailable
 
 log = logging.getLogger(__name__)
+
+# How long the closing handshake may take before the TCP connection is dropped; it was 2 s around
+# websockets' close() before, and a reconnect should not wait longer for a server that hangs.
+CLOSE_TIMEOUT = 2.0
 
 
 class Codec(Protocol):
@@ -65,15 +71,14 @@ async def stream_events(spec: StreamSpec, codec: Codec, stats: StreamStats | Non
     """Yield decoded events until the connection fails; then raise VenueUnavailable."""
     stats = stats if stats is not None else StreamStats()
     try:
-        ws = await connect(
+        conn = await open_connection(
             spec.url,
             open_timeout=spec.open_timeout,
             ping_interval=spec.ping_interval,
             ping_timeout=spec.ping_timeout,
             max_size=4 * 1024 * 1024,
-            proxy=None,
-            compression=None,  # exchanges' frames are small; deflate costs CPU per frame
-        )
+            close_timeout=CLOSE_TIMEOUT,
+        )  # no compression: exchanges' frames are small, and deflate costs CPU per frame
     except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
         raise VenueUnavailable(f"Could not connect to the {spec.label} stream ({_reason(exc)}).") from None
     stats.connects += 1
@@ -82,32 +87,38 @@ async def stream_events(spec: StreamSpec, codec: Codec, stats: StreamStats | Non
     silent = False
     try:
         for message in spec.subscribe:
-            await ws.send(message)
+            conn.send(message)
         if spec.app_ping is not None:
-            pinger = asyncio.get_running_loop().create_task(_app_pings(ws, spec.app_ping, spec.app_ping_interval))
+            pinger = asyncio.get_running_loop().create_task(_app_pings(conn, spec.app_ping, spec.app_ping_interval))
         decode = codec.decode
-        recv = ws.recv
+        # The transport puts every frame of a TCP read on `messages` at once (app/streams/transport.py):
+        # we take them one by one and wait only when it is empty, so a burst costs one wake-up.
+        messages = conn.messages
+        take = messages.popleft
+        wait = conn.wait
         loop = asyncio.get_running_loop()
         clock = loop.time
         silence_after = spec.silence_after
-        waiting_since: float | None = None  # set while we wait in recv(): silence is counted only there
+        waiting_since: float | None = None  # set while we wait for frames: silence is counted only there
 
         def watchdog() -> None:
-            # One timer per silence period rather than asyncio.wait_for around every recv(), which
-            # cost ~4 us a frame: a fifth of the whole socket-to-bus path (tests/benchmarks).
+            # One timer per silence period rather than a timeout around every wait, which cost ~4 us
+            # a frame: a fifth of the whole socket-to-bus path (tests/benchmarks).
             nonlocal silent, watch
             now = clock()
             if waiting_since is not None and now - waiting_since >= silence_after:
                 silent = True
-                ws.transport.abort()  # the pending recv() raises ConnectionClosed at once
+                conn.abort()  # the pending wait() raises ConnectionClosed at once
                 return
             watch = loop.call_at((now if waiting_since is None else waiting_since) + silence_after, watchdog)
 
         watch = loop.call_at(clock() + silence_after, watchdog)
         while True:
-            waiting_since = clock()
-            frame = await recv()
-            waiting_since = None
+            if not messages:
+                waiting_since = clock()
+                await wait()
+                waiting_since = None
+            frame = take()
             stats.frames += 1
             try:
                 events = decode(frame)
@@ -124,6 +135,10 @@ async def stream_events(spec: StreamSpec, codec: Codec, stats: StreamStats | Non
             raise VenueUnavailable(
                 f"The {spec.label} stream sent nothing for {spec.silence_after:.0f} s; reconnecting."
             ) from None
+        if conn.ping_timed_out:
+            raise VenueUnavailable(
+                f"The {spec.label} stream did not answer a ping within {spec.ping_timeout:.0f} s; reconnecting."
+            ) from None
         raise VenueUnavailable(f"The {spec.label} stream closed ({_reason(exc)}); reconnecting.") from None
     except OSError as exc:
         raise VenueUnavailable(f"The {spec.label} stream failed ({_reason(exc)}); reconnecting.") from None
@@ -133,16 +148,15 @@ async def stream_events(spec: StreamSpec, codec: Codec, stats: StreamStats | Non
         if pinger is not None:
             pinger.cancel()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(ws.close(), 2)
+            await conn.close()  # bounded by CLOSE_TIMEOUT
 
 
-async def _app_pings(ws: Any, message: str | bytes | Callable[[], str | bytes | None], interval: float) -> None:
-    with contextlib.suppress(ConnectionClosed, OSError):
-        while True:
-            await asyncio.sleep(interval)
-            payload = message() if callable(message) else message
-            if payload is not None:
-                await ws.send(payload)
+async def _app_pings(conn: WsConnection, message: str | bytes | Callable[[], str | bytes | None], interval: float) -> None:
+    while not conn.closed:
+        await asyncio.sleep(interval)
+        payload = message() if callable(message) else message
+        if payload is not None:
+            conn.send(payload)  # a no-op once the connection is closing
 
 
 def _reason(exc: BaseException) -> str:

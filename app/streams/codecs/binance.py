@@ -18,6 +18,8 @@ from decimal import Decimal as D
 from decimal import InvalidOperation
 from typing import Any
 
+import msgspec
+
 from app.domain import Candle, CandleUpdate, Side, Ticker, Trade, new_ticker
 from app.streams.codecs.common import (
     BAD_NUMBER,
@@ -57,6 +59,73 @@ _INTERVAL_SECONDS = {
     "kline": 2.0,  # <symbol>@kline_<interval>, "2000ms for the other intervals" (1000ms for 1s)
     "trades": TRADES_QUIET_SECONDS,  # <symbol>@aggTrade, "Real-time": only when someone trades
 }
+
+
+# Typed JSON decoding of the frames a live stream carries by the thousand: a combined-stream
+# frame (`{"stream": ..., "data": {...}}`) whose payload is a 24hrTicker, kline, aggTrade or
+# trade. msgspec reads only the fields the events need, straight into ints, strs and Decimals
+# (a Decimal field takes the wire string as `Decimal(text)` does, NaN and all, so the finiteness
+# checks stay), skipping the rest: about 1.4 us less a frame than building the whole dict
+# (tests/benchmarks/README.md). Anything else, or any field of another type, fails this decoder
+# and goes the general way (`_decode_any`), which also words every error; so does a typed frame
+# whose numbers, symbol or interval the general way would refuse. The events are the same
+# either way. gc=False: these hold only numbers and strings, so they can never be in a
+# reference cycle, and untracked objects are cheaper to make and to free.
+
+
+class _Ticker24(msgspec.Struct, tag_field="e", tag="24hrTicker", gc=False):
+    E: int
+    s: str
+    c: D
+    b: D
+    a: D
+    o: D
+    h: D
+    l: D  # noqa: E741 -- Binance's field name
+    v: D
+    q: D
+
+
+class _KlineBody(msgspec.Struct, gc=False):
+    t: int
+    i: str
+    x: bool
+    o: D
+    h: D
+    l: D  # noqa: E741
+    c: D
+    v: D
+
+
+class _Kline(msgspec.Struct, tag_field="e", tag="kline", gc=False):
+    s: str
+    k: _KlineBody
+
+
+class _AggTrade(msgspec.Struct, tag_field="e", tag="aggTrade", gc=False):
+    s: str
+    T: int
+    p: D
+    q: D
+    m: bool
+    a: int | str
+
+
+class _Trade(msgspec.Struct, tag_field="e", tag="trade", gc=False):
+    s: str
+    T: int
+    p: D
+    q: D
+    m: bool
+    t: int | str
+
+
+class _Combined(msgspec.Struct, gc=False):
+    data: _Ticker24 | _Kline | _AggTrade | _Trade
+
+
+_decode_combined = msgspec.json.Decoder(_Combined).decode
+_finite = D.is_finite  # all(map(_finite, values)): half the time of a generator expression
 
 
 class BinanceCodec:
@@ -118,6 +187,23 @@ class BinanceCodec:
         `received_ms` stamps events whose payload has no time (bookTicker); without it
         the wall clock is used.
         """
+        try:
+            data = _decode_combined(frame).data
+        except ValueError:  # msgspec.ValidationError/DecodeError, UnicodeError: not one of the typed frames
+            return self._decode_any(frame, received_ms)
+        cls = data.__class__
+        if cls is _Ticker24:
+            event: StreamEvent | None = self._fast_ticker(data)  # type: ignore[arg-type]
+        elif cls is _Kline:
+            event = self._fast_kline(data)  # type: ignore[arg-type]
+        else:
+            event = self._fast_trade(data)  # type: ignore[arg-type]
+        if event is None:  # a value the general way refuses: let it say which
+            return self._decode_any(frame, received_ms)
+        return [event]
+
+    def _decode_any(self, frame: str | bytes, received_ms: int | None) -> list[StreamEvent]:
+        """Any frame, through the parsed JSON: the general way, and the one that words every error."""
         msg = load_json(frame)
         try:
             if type(msg) is dict:
@@ -139,6 +225,28 @@ class BinanceCodec:
             raise MalformedFrame(MISSING_FIELD, f"no {exc} in {snippet(frame)}") from None
         except (TypeError, AttributeError, ValueError) as exc:
             raise MalformedFrame(BAD_VALUE, f"{exc} in {snippet(frame)}") from None
+
+    def _fast_ticker(self, d: _Ticker24) -> Ticker | None:
+        values = (d.c, d.b, d.a, d.o, d.h, d.l, d.v, d.q)
+        symbol = self._symbols.get(d.s)
+        if symbol is None or not all(map(_finite, values)):
+            return None
+        return new_ticker(symbol, d.E, *values, VENUE)  # type: ignore[no-any-return]
+
+    def _fast_kline(self, d: _Kline) -> CandleUpdate | None:
+        k = d.k
+        symbol = self._symbols.get(d.s)
+        values = (k.o, k.h, k.l, k.c, k.v)
+        if symbol is None or k.i not in INTERVALS or not all(map(_finite, values)):
+            return None
+        return CandleUpdate(symbol, k.i, Candle(k.t, *values), k.x, VENUE)
+
+    def _fast_trade(self, d: _AggTrade | _Trade) -> Trade | None:
+        symbol = self._symbols.get(d.s)
+        if symbol is None or not (d.p.is_finite() and d.q.is_finite()):
+            return None
+        trade_id = d.a if d.__class__ is _AggTrade else d.t  # type: ignore[union-attr]
+        return Trade(symbol, d.T, d.p, d.q, Side.SELL if d.m else Side.BUY, str(trade_id), VENUE)
 
     def _event(self, d: dict[str, Any], received_ms: int | None) -> list[StreamEvent]:
         kind = d.get("e")
