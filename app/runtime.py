@@ -121,6 +121,7 @@ class Runtime:
         self.billing: Any = None  # app.billing.client.BillingClient when [billing] relay_url is set
         self._payment_subs: list[Any] = []
         self._chart_loads: dict[tuple[str, str], asyncio.Future[CandleSeries]] = {}
+        self._resume_from: dict[tuple[str, str], int] = {}  # (symbol, timeframe) -> last candle before a drop
         self._started = False
         self._stopped = False
         self._owns_venue = venue is None  # a venue built here may be rebuilt with the user's keys
@@ -146,6 +147,7 @@ class Runtime:
         bus = self.bus
         bus.subscribe(TOPIC_PRICE, self.state.on_price)
         bus.subscribe(TOPIC_CONNECTION, self.state.on_connection)
+        bus.subscribe(TOPIC_CONNECTION, self._remember_last_candles)
         bus.subscribe(TOPIC_TRADE, self.candles.on_trade)
         bus.subscribe(TOPIC_CANDLE, self.candles.on_candle)
         bus.subscribe(HEALTH_TOPIC, self._on_health)
@@ -506,10 +508,25 @@ class Runtime:
         venue = factory.create(name, venue_config(name, self.settings, credentials), bus=self.bus)
         await self.manager.add(venue)
 
+    def _remember_last_candles(self, event: Event) -> None:
+        """When the stream drops, note each base series' last candle: the backfill must refetch from
+        there, not from whatever candle the new connection's first trades have opened meanwhile (it
+        runs beside the stream, so those trades can reach the series first)."""
+        from app.market.feed import ConnectionState
+
+        if event.payload.state not in (ConnectionState.RECONNECTING, ConnectionState.STALE):
+            return
+        for symbol in self.candles.symbols():
+            for timeframe in self.candles.timeframes(symbol):
+                series = self.candles.series(symbol, timeframe)
+                last = series.last() if series is not None and not self.candles.is_derived(symbol, timeframe) else None
+                if last is not None:
+                    self._resume_from.setdefault((symbol, timeframe), int(last[0]))
+
     async def backfill(self) -> None:
         """After a reconnect, fetch the candles missed while the stream was down, so the chart has
-        no gap and no duplicate. The base timeframe is refetched from its last candle (which may
-        have changed) and the derived timeframes are rebuilt from it."""
+        no gap and no duplicate. The base timeframe is refetched from its last candle before the
+        drop (which may have changed) and the derived timeframes are rebuilt from it."""
         fetch = getattr(self.venue, "fetch_ohlcv_arrays", None)
         if fetch is None:
             return
@@ -521,7 +538,8 @@ class Runtime:
                 last = series.last() if series is not None else None
                 if series is None or last is None:
                     continue
-                fresh = await fetch(symbol, timeframe, since=int(last[0]))
+                since = min(self._resume_from.pop((symbol, timeframe), int(last[0])), int(last[0]))
+                fresh = await fetch(symbol, timeframe, since=since)
                 if not len(fresh):
                     continue
                 old = series.arrays()

@@ -154,3 +154,37 @@ async def test_a_failing_simulated_market_fails_its_stream_instead_of_going_quie
         for _ in range(10_000):
             await asyncio.wait_for(anext(stream), 5)
     await venue.close()
+
+
+async def test_backfill_refetches_from_the_last_candle_before_the_drop(runtime: Runtime) -> None:
+    """The backfill runs beside the new stream: if the new connection's first trades open a candle
+    before it runs, it must still refetch from the candle the drop interrupted."""
+    from decimal import Decimal
+
+    from app.bus import Priority
+    from app.domain import Side, Trade
+    from app.market.feed import TOPIC_CONNECTION, TOPIC_TRADE, ConnectionState, ConnectionStatus
+
+    await runtime.start(stream=False)
+    try:
+        series = await runtime.load_chart("BTC/USDT", "1m")
+        before_drop = int(series.last()[0])
+        runtime.bus.publish(TOPIC_CONNECTION, ConnectionStatus("sim", ConnectionState.RECONNECTING, "cut"),
+                            Priority.HIGH)
+        await runtime.bus.drain()
+        later = before_drop + 3 * 60_000  # the new connection's first trade, three minutes on
+        runtime.bus.publish(TOPIC_TRADE, Trade("BTC/USDT", later + 1000, Decimal("1"), Decimal("0.1"), Side.BUY))
+        await runtime.bus.drain()
+        assert int(series.last()[0]) == later
+        asked: list[int] = []
+        fetch = runtime.venue.fetch_ohlcv_arrays
+
+        async def recording(symbol, timeframe, since=None, limit=None):  # noqa: ANN001, ANN202
+            asked.append(since)
+            return await fetch(symbol, timeframe, since=since, limit=limit)
+
+        runtime.venue.fetch_ohlcv_arrays = recording  # type: ignore[method-assign]
+        await runtime.backfill()
+        assert asked == [before_drop]
+    finally:
+        await runtime.stop()
