@@ -334,20 +334,7 @@ class OrderTicket(QWidget):
             messages = check.messages(name) if (typing or name != "amount") and (self.amount.text() or self.price.text()) else ()
             label.setText(" ".join(messages))
             label.setVisible(bool(messages))
-        other = [p.message for p in check.problems if p.field in ("total", "balance", "order")] if typing else []
-        self.order_error.setText(" ".join(other))
-        self.order_error.setVisible(bool(other))
-        d = market.price_decimals
-        parts = []
-        if check.notional is not None:
-            parts.append(f"Value {fmt.price(check.notional, d)} {market.quote}")
-        if check.fee is not None:
-            parts.append(f"est. fee {fmt.price(check.fee, max(d, 2))} {market.quote}")
-        if check.balance_after:
-            parts.append("after: " + ", ".join(f"{v:f} {a}" for a, v in check.balance_after.items()))
-        self.preview.setText("  ·  ".join(parts))
-        self.notes.setText(" ".join(check.notes))
-        self.submit.setEnabled(check.ok and self.runtime.orders is not None and not self.sending)
+        self._show_outcome(check, market, show_order_problems=typing, value_label="Value")
         return check
 
     def _revalidate_oco(self, market) -> OcoCheck:  # noqa: ANN001 - app.domain.Market
@@ -373,13 +360,22 @@ class OrderTicket(QWidget):
             messages = check.messages(name) if shown else ()
             label.setText(" ".join(messages))
             label.setVisible(bool(messages))
-        other = [p.message for p in check.problems if p.field in ("total", "balance", "order")] if started else []
+        # An OCO reserves for its dearer leg: the value shown is an upper bound.
+        self._show_outcome(check, market, show_order_problems=started, value_label="Value up to")
+        return check
+
+    def _show_outcome(self, check: OrderCheck | OcoCheck, market, *, show_order_problems: bool,  # noqa: ANN001
+                      value_label: str) -> None:
+        """What a single order and an OCO list show alike: problems of the whole order, the preview
+        (value, estimated fee, balances after), the rounding notes and whether Submit is enabled."""
+        other = [p.message for p in check.problems if p.field in ("total", "balance", "order")] \
+            if show_order_problems else []
         self.order_error.setText(" ".join(other))
         self.order_error.setVisible(bool(other))
         d = market.price_decimals
         parts = []
         if check.notional is not None:
-            parts.append(f"Value up to {fmt.price(check.notional, d)} {market.quote}")
+            parts.append(f"{value_label} {fmt.price(check.notional, d)} {market.quote}")
         if check.fee is not None:
             parts.append(f"est. fee {fmt.price(check.fee, max(d, 2))} {market.quote}")
         if check.balance_after:
@@ -387,7 +383,6 @@ class OrderTicket(QWidget):
         self.preview.setText("  ·  ".join(parts))
         self.notes.setText(" ".join(check.notes))
         self.submit.setEnabled(check.ok and self.runtime.orders is not None and not self.sending)
-        return check
 
     # -- sending ----------------------------------------------------------------------------------
 
