@@ -603,6 +603,43 @@ async def stop_site(runner: web.AppRunner, site: web.TCPSite) -> None:
             handler.force_close()
 
 
+class LocalHttpServer:
+    """An aiohttp app on 127.0.0.1 that can go down and come back on the same port: `stop()` refuses new
+    connections and drops kept-alive ones (a server that is down), `start()` listens again, `async with`
+    runs it for a block. Subclasses add their routes to `self.app` in `__init__`."""
+
+    def __init__(self, *, port: int = 0) -> None:
+        self.port = port
+        self.app = web.Application()
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def start(self) -> None:
+        if self._runner is None:
+            self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
+            await self._runner.setup()
+        self._site, self.port = await start_site(self._runner, self.port)
+
+    async def stop(self) -> None:
+        if self._site is not None and self._runner is not None:
+            await stop_site(self._runner, self._site)
+            self._site = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+
 @dataclass(frozen=True, slots=True)
 class Template:
     """A recorded push and the price level of its symbol when it was recorded."""

@@ -31,11 +31,12 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
 
-HOST = "127.0.0.1"
+from tests.servers.base import HOST, LocalHttpServer
+
 WEBHOOK_ID = "1234567890123456789"
 WEBHOOK_TOKEN = "whk-SECRET-token-abcdefghijklmnopqrstuvwxyz0123456789"
 BOT_TOKEN = "bot-SECRET-token-MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.Gabcde.0123456789"
@@ -134,48 +135,16 @@ def embed_problems(payload: Any) -> list[str]:
     return problems
 
 
-class DiscordServer:
+class DiscordServer(LocalHttpServer):
     def __init__(self, *, port: int = 0, bucket_limit: int = 5) -> None:
-        self.port = port
+        super().__init__(port=port)
         self.faults = Faults()
         self.requests: list[Received] = []
         self.bucket_limit = bucket_limit
         self.request_times: list[float] = []  # monotonic arrival time of each request
-        self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
-        app = web.Application()
-        app.router.add_post(r"/{prefix:.*}/webhooks/{id}/{token}", self._webhook)
-        app.router.add_post("/api/v10/users/@me/channels", self._open_dm)
-        app.router.add_post(r"/api/v10/channels/{id}/messages", self._dm)
-        self._app = app
-
-    # ------------------------------------------------------------------ running
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def start(self) -> None:
-        if self._runner is None:
-            self._runner = web.AppRunner(self._app, handle_signals=False, access_log=None)
-            await self._runner.setup()
-        self._site = web.TCPSite(self._runner, HOST, self.port, reuse_address=True)
-        await self._site.start()
-        self.port = self._runner.addresses[-1][1]
-
-    async def stop(self) -> None:
-        if self._site is not None:
-            await self._site.stop()
-            self._site = None
-            if self._runner is not None and self._runner.server is not None:
-                for handler in self._runner.server.connections:
-                    handler.force_close()
+        self.app.router.add_post(r"/{prefix:.*}/webhooks/{id}/{token}", self._webhook)
+        self.app.router.add_post("/api/v10/users/@me/channels", self._open_dm)
+        self.app.router.add_post(r"/api/v10/channels/{id}/messages", self._dm)
 
     @property
     def api_base(self) -> str:

@@ -22,11 +22,11 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Self
 
 from aiohttp import web
 
-HOST = "127.0.0.1"
+from tests.servers.base import HOST, LocalHttpServer
+
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "twilio-SECRET-auth-token-0f1e2d3c4b5a"
 FROM_NUMBER = "+15005550006"
@@ -78,44 +78,13 @@ def _error(status: int, code: int, message: str) -> web.Response:
     )
 
 
-class TwilioServer:
+class TwilioServer(LocalHttpServer):
     def __init__(self, *, port: int = 0) -> None:
-        self.port = port
+        super().__init__(port=port)
         self.faults = Faults()
         self.messages: list[Sms] = []
         self.attempts = 0
-        self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
-        app = web.Application()
-        app.router.add_post(r"/2010-04-01/Accounts/{sid}/Messages.json", self._create)
-        self._app = app
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def start(self) -> None:
-        if self._runner is None:
-            self._runner = web.AppRunner(self._app, handle_signals=False, access_log=None)
-            await self._runner.setup()
-        self._site = web.TCPSite(self._runner, HOST, self.port, reuse_address=True)
-        await self._site.start()
-        self.port = self._runner.addresses[-1][1]
-
-    async def stop(self) -> None:
-        if self._site is not None:
-            await self._site.stop()
-            self._site = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        self.app.router.add_post(r"/2010-04-01/Accounts/{sid}/Messages.json", self._create)
 
     async def _create(self, request: web.Request) -> web.Response:
         self.attempts += 1
