@@ -328,8 +328,23 @@ class Problem:
             raise ValueError(f"unknown order form field {self.field!r}; use one of {sorted(FIELDS)}")
 
 
+class _CheckOutcome:
+    """What `OrderCheck` and `OcoCheck` answer alike: whether to send, and each field's problems."""
+
+    request: object
+    problems: tuple[Problem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.request is not None
+
+    def messages(self, field_name: str) -> tuple[str, ...]:
+        """The problems to show next to one form field."""
+        return tuple(p.message for p in self.problems if p.field == field_name)
+
+
 @dataclass(frozen=True)
-class OrderCheck:
+class OrderCheck(_CheckOutcome):
     """The outcome of `check_order`.
 
     `request` is set only when there are no problems: the exact, rounded order to
@@ -349,14 +364,6 @@ class OrderCheck:
     notional: Decimal | None = None
     fee: Decimal | None = None
     balance_after: dict[str, Decimal] | None = field(default=None, hash=False, compare=True)
-
-    @property
-    def ok(self) -> bool:
-        return self.request is not None
-
-    def messages(self, field_name: str) -> tuple[str, ...]:
-        """The problems to show next to one form field."""
-        return tuple(p.message for p in self.problems if p.field == field_name)
 
 
 def check_order(
@@ -666,7 +673,7 @@ def _decimals(value: Decimal) -> int:
 
 
 @dataclass(frozen=True)
-class OcoCheck:
+class OcoCheck(_CheckOutcome):
     """The outcome of `check_oco`, like `OrderCheck` for the pair.
 
     `request` is set only when there are no problems. `notional` is the larger leg's value (what
@@ -684,13 +691,6 @@ class OcoCheck:
     notional: Decimal | None = None
     fee: Decimal | None = None
     balance_after: dict[str, Decimal] | None = field(default=None, hash=False, compare=True)
-
-    @property
-    def ok(self) -> bool:
-        return self.request is not None
-
-    def messages(self, field_name: str) -> tuple[str, ...]:
-        return tuple(p.message for p in self.problems if p.field == field_name)
 
 
 def check_oco(
