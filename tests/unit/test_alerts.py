@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -23,12 +22,6 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-async def bus() -> AsyncIterator[EventBus]:
-    b = EventBus()
-    await b.start()
-    yield b
-    await b.stop()
 
 
 def tick(bus: EventBus, price: str, symbol: str = "BTC/USDT") -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -75,24 +74,6 @@ class NoOcoVenue(SimVenue):
     title = "Gate.io"
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "meridian.sqlite3"
-
-
-@pytest.fixture
-def store(db: Path) -> Iterator[Store]:
-    s = Store.open(db)
-    yield s
-    s.close()
-
-
-@pytest.fixture
-async def bus() -> AsyncIterator[EventBus]:
-    b = EventBus()
-    await b.start()
-    yield b
-    await b.stop()
 
 
 async def started(venue, store: Store, bus: EventBus, **kw) -> OrderService:

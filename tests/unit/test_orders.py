@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -172,24 +172,6 @@ class FakeWithHistory(FakeVenue):
 # --------------------------------------------------------------------------- fixtures and helpers
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "meridian.sqlite3"
-
-
-@pytest.fixture
-def store(db: Path) -> Iterator[Store]:
-    s = Store.open(db)
-    yield s
-    s.close()
-
-
-@pytest.fixture
-async def bus() -> AsyncIterator[EventBus]:
-    b = EventBus()
-    await b.start()
-    yield b
-    await b.stop()
 
 
 class Recorder:
