@@ -101,6 +101,7 @@ class Runtime:
         self.venue: Venue = venue or self._build_venue(name, credentials)
         self.manager = VenueManager()
         self.secrets: Any = None  # the SecretStore once the user (or start-up) opened one
+        self._insecure_keyring = False  # the OS keyring was probed and is not secure (the keys dialog decides)
         self.orders: Any = None  # app.trading.orders.OrderService once started (needs the store)
         self._orders_task: asyncio.Task[None] | None = None
         from app.trading.risk import RiskChecker, RiskLimits
@@ -307,8 +308,11 @@ class Runtime:
         if self.secrets is None:
             from app.secrets import KeyringSecretStore, backend_status
 
+            if self._insecure_keyring:  # probed once already: no need to ask D-Bus again for each key
+                return None
             status = await asyncio.to_thread(backend_status)
             if not status.secure:
+                self._insecure_keyring = True
                 return None
             self.secrets = await asyncio.to_thread(KeyringSecretStore)  # it probes D-Bus: never on the loop
         try:
