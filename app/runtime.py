@@ -16,7 +16,7 @@ import numpy as np
 
 from app.bus import Event, EventBus, Priority
 from app.market.candles import CandleArrays, CandleSeries, CandleStore
-from app.market.feed import TOPIC_CANDLE, TOPIC_CONNECTION, TOPIC_PRICE, TOPIC_TRADE, MarketFeed
+from app.market.feed import TOPIC_CANDLE, TOPIC_CONNECTION, TOPIC_PRICE, TOPIC_TRADE, ConnectionState, MarketFeed
 from app.market.state import MarketState
 from app.paths import AppPaths
 from app.settings import SimSettings, Settings
@@ -516,8 +516,6 @@ class Runtime:
         """When the stream drops, note each base series' last candle: the backfill must refetch from
         there, not from whatever candle the new connection's first trades have opened meanwhile (it
         runs beside the stream, so those trades can reach the series first)."""
-        from app.market.feed import ConnectionState
-
         if event.payload.state not in (ConnectionState.RECONNECTING, ConnectionState.STALE):
             return
         for symbol in self.candles.symbols():
